@@ -1,0 +1,130 @@
+"""Build a model, guide and ELBO from a plain config dict, and reload finished runs.
+
+Every trainable objective is a :class:`ModelSpec` in ``MODELS``: a name, a builder and its
+hyperparameters with their defaults (from the papers). ``scripts/train.py`` offers a flag for
+each hyperparameter; a config records them, so ``load_run`` rebuilds the same pair.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from guides.nets import make_encoder
+from guides.vae import VAEGuide
+from ppl_models.likelihoods import make_likelihood
+from ppl_models.nets import make_decoder
+from ppl_models.vae import VAEModel
+
+from .checkpoint import load_checkpoint
+from .elbo import TermsELBO
+from .errors import ConfigError
+from .svi import CHECKPOINT, CONFIG, pair_module
+
+#: Settings every model shares, with defaults.
+COMMON_DEFAULTS = {
+    "latent_dim": 10,  # Burgess et al. 2018 / disentanglement_lib conv64 latent size
+    "net": "auto",
+    "likelihood": "bernoulli",
+    "obs_scale": 0.1,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trainable objective: ``build(config, data_shape, dataset_size) -> (model, guide, loss)``."""
+
+    name: str
+    build: Callable
+    params: dict = field(default_factory=dict)
+    help: str = ""
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    MODELS[spec.name] = spec
+    return spec
+
+
+def vae_pair(config: dict, data_shape, dataset_size: int):
+    """The VAE model/guide pair every single-latent objective shares."""
+    d = int(config["latent_dim"])
+    if d < 1:
+        raise ConfigError(f"latent_dim must be >= 1, got {d}")
+    try:
+        decoder = make_decoder(config["net"], d, data_shape)
+        encoder = make_encoder(config["net"], data_shape, d)
+        likelihood = make_likelihood(config["likelihood"], config["obs_scale"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    model = VAEModel(decoder, d, dataset_size=dataset_size, likelihood=likelihood)
+    guide = VAEGuide(encoder, dataset_size=dataset_size)
+    return model, guide
+
+
+def _build_vae(config, data_shape, dataset_size):
+    model, guide = vae_pair(config, data_shape, dataset_size)
+    beta = float(config["beta"])
+    if not beta > 0:
+        raise ConfigError(f"beta must be > 0, got {beta}")
+    return model, guide, TermsELBO(kl_scale=beta)
+
+
+register_model(ModelSpec("vae", _build_vae, {"beta": 1.0},
+                         "VAE; with --beta, β-VAE (β as poutine scale on z in model and guide)"))
+
+
+def resolve_config(model: str, overrides: dict | None = None) -> dict:
+    """Defaults of ``model`` (common settings plus its hyperparameters) updated by ``overrides``.
+
+    An override that the model does not use is an error, so a typo'd flag never goes unnoticed.
+    """
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
+    spec = MODELS[model]
+    config = {"model": model, **COMMON_DEFAULTS, **spec.params}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in config:
+            raise ConfigError(f"model {model!r} has no setting {key!r}; its settings: "
+                              f"{', '.join(sorted(k for k in config if k != 'model'))}")
+        config[key] = value
+    return config
+
+
+def build(config: dict, data_shape, dataset_size: int):
+    """``(model, guide, loss)`` for a resolved config."""
+    spec = MODELS.get(config.get("model"))
+    if spec is None:
+        raise ConfigError(f"unknown model {config.get('model')!r}; known: {', '.join(sorted(MODELS))}")
+    return spec.build(config, tuple(data_shape), int(dataset_size))
+
+
+class Run(NamedTuple):
+    model: object
+    guide: object
+    loss: object
+    config: dict
+    step: int
+
+
+def load_run(run_dir, device="cpu") -> Run:
+    """Model, guide, ELBO and config of a run directory, with the checkpoint's parameters loaded."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG})")
+    config = json.loads((run_dir / CONFIG).read_text())
+    state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
+    model, guide, loss = build(config, config["data_shape"], config["dataset_size"])
+    pair = pair_module(model, guide)
+    pair.load_state_dict(state["params"])
+    loss.load_state_dict(state.get("loss_state", {}))
+    pair.to(device).eval()
+    if hasattr(loss, "to"):
+        loss.to(device)
+    return Run(model, guide, loss, config, state["step"])

@@ -1,0 +1,64 @@
+"""What every script shares: a parser whose errors are one line, and a main that turns user
+errors into one line on stderr and exit status 2 (no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import USER_ERRORS
+
+EXIT_USER_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` that reports a bad command line as a single line (no usage block)."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def run_main(main, argv=None) -> int:
+    """Run ``main(argv)``; a user error prints ``<prog>: error: <message>`` and returns 2."""
+    prog = os.path.basename(sys.argv[0]) or "script"
+    try:
+        main(argv)
+    except USER_ERRORS as err:
+        msg = str(err).replace("\n", " ")
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; resume with --resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value

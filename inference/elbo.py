@@ -1,0 +1,185 @@
+"""The ELBO every objective in this project builds on: Pyro's mean-field ELBO with named terms.
+
+``TermsELBO`` computes exactly what :class:`pyro.infer.TraceMeanField_ELBO` computes — the
+observed sites' log-likelihood minus the analytic KL of each latent site (Monte Carlo
+``log q − log p`` where no closed form exists, e.g. a flow prior) — and additionally
+
+* weights the latent sites by ``kl_scale`` with :func:`~inference.handlers.scale_latent` applied to
+  model *and* guide (β of β-VAE: the KL that Pyro reads from the guide site is scaled),
+* adds the subclass's ``penalty`` (per data point, multiplied by the dataset size N read from the
+  data plate, so it is in the same units as Pyro's N/B-scaled ELBO),
+* records per-data-point terms in ``self.terms`` as detached tensors (no host synchronisation):
+  ``loss``, ``recon`` (−E log p(x|z)), ``kl`` (unweighted KL summed over latent sites), ``kl_<site>``
+  when there are several latent sites, and whatever the penalty logs.
+
+Subclasses override :meth:`penalty` (and, for extra networks, :meth:`after_step`,
+``state_dict``/``load_state_dict``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import TraceMeanField_ELBO
+from pyro.infer.util import check_fully_reparametrized, is_validation_enabled
+from torch.distributions import kl_divergence
+
+from ppl_models.plates import DATA_PLATE
+
+from .handlers import scale_latent
+
+
+class PlateInfo(NamedTuple):
+    """The minibatch size B and dataset size N of the data plate around a site."""
+
+    batch_size: int
+    dataset_size: int
+
+
+def plate_info(site, plate_name: str = DATA_PLATE) -> PlateInfo:
+    """B and N from ``site``'s data plate (the one named ``plate_name``, else the outermost vectorised one)."""
+    frames = [f for f in site["cond_indep_stack"] if f.vectorized]
+    if not frames:
+        return PlateInfo(1, 1)
+    named = [f for f in frames if f.name == plate_name]
+    frame = named[0] if named else min(frames, key=lambda f: f.dim)
+    size = int(frame.size)
+    full = int(frame.full_size) if frame.full_size is not None else size
+    return PlateInfo(size, full)
+
+
+def latent_sites(model_trace, guide_trace):
+    """Names of the model's unobserved sample sites that the guide samples, in model order."""
+    return [name for name, site in model_trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and name in guide_trace.nodes]
+
+
+class TermsELBO(TraceMeanField_ELBO):
+    """Mean-field ELBO with named terms, a weight on the latent sites and a penalty hook.
+
+    :param float kl_scale: weight of the latent sites (the KL), applied with ``scale_latent`` to model
+        and guide. 1 gives the plain ELBO.
+    :param sites: latent sites the weight and the penalty apply to; ``None`` means all of them
+        (the penalty then reads the first latent site).
+    :param int num_particles: as in Pyro.
+
+    The value is Pyro's: −ELBO summed over the dataset (the data plate scales the batch by N/B);
+    ``self.terms`` holds the same quantities per data point.
+    """
+
+    def __init__(self, kl_scale: float = 1.0, sites=None, num_particles: int = 1, **kwargs):
+        super().__init__(num_particles=num_particles, **kwargs)
+        if not isinstance(kl_scale, (int, float)) or not kl_scale > 0:
+            raise ValueError(f"kl_scale must be a positive number, got {kl_scale!r}")
+        self.kl_scale = float(kl_scale)
+        self.sites = None if sites is None else tuple([sites] if isinstance(sites, str) else sites)
+        self.terms: dict[str, torch.Tensor] = {}
+        #: for each latent site, whether the last evaluation used the closed-form KL.
+        self.analytic_kl: dict[str, bool] = {}
+
+    # -- hooks for subclasses -------------------------------------------------------------
+    def penalty(self, model_trace, guide_trace, info: PlateInfo):
+        """Extra loss per data point and the terms to log: ``(tensor or 0.0, {name: tensor})``."""
+        return 0.0, {}
+
+    def after_step(self, model, guide, *args, **kwargs) -> None:
+        """Called by the runner after each optimiser step (e.g. a discriminator update)."""
+
+    # -- Pyro ELBO interface -------------------------------------------------------------
+    def _get_trace(self, model, guide, args, kwargs):
+        if self.kl_scale != 1.0:
+            model = scale_latent(model, self.kl_scale, self.sites)
+            guide = scale_latent(guide, self.kl_scale, self.sites)
+        return super()._get_trace(model, guide, args, kwargs)
+
+    def penalty_site(self, model_trace, guide_trace) -> str:
+        """The latent site the penalty reads: the first of ``sites``, else the first latent site."""
+        if self.sites:
+            return self.sites[0]
+        names = latent_sites(model_trace, guide_trace)
+        if not names:
+            raise ValueError("the model has no latent sample site that the guide samples")
+        return names[0]
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        log_lik = 0.0
+        elbo = 0.0
+        kl_terms: dict[str, torch.Tensor] = {}
+        info = None
+        for name, model_site in model_trace.nodes.items():
+            if model_site["type"] != "sample":
+                continue
+            if model_site["is_observed"]:
+                log_lik = log_lik + model_site["log_prob_sum"]
+                if info is None:
+                    info = plate_info(model_site)
+                continue
+            guide_site = guide_trace.nodes[name]
+            if is_validation_enabled():
+                check_fully_reparametrized(guide_site)
+            site_info = plate_info(guide_site)
+            info = info or site_info
+            try:
+                kl = kl_divergence(guide_site["fn"], model_site["fn"])
+                self.analytic_kl[name] = True
+                elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
+                raw_kl = kl.sum()
+            except NotImplementedError:
+                # No closed form (e.g. a flow prior): Monte Carlo log q(z) − log p(z) at the guide's draw.
+                self.analytic_kl[name] = False
+                entropy_term = guide_site["score_parts"].entropy_term
+                elbo = elbo + model_site["log_prob_sum"] - entropy_term.sum()
+                raw_kl = (guide_site["unscaled_log_prob"] - model_site["unscaled_log_prob"]).sum()
+            kl_terms[name] = raw_kl / site_info.batch_size
+
+        for name, guide_site in guide_trace.nodes.items():  # auxiliary guide sites, as in Pyro
+            if guide_site["type"] == "sample" and name not in model_trace.nodes:
+                elbo = elbo - guide_site["score_parts"].entropy_term.sum()
+
+        info = info or PlateInfo(1, 1)
+        elbo = elbo + log_lik
+        extra, logged = self.penalty(model_trace, guide_trace, info)
+        surrogate = -elbo + info.dataset_size * extra
+        n = info.dataset_size
+        terms = {"loss": surrogate.detach() / n,
+                 "recon": -torch.as_tensor(log_lik).detach() / n,
+                 "kl": sum(kl_terms.values()).detach() if kl_terms else torch.zeros(())}
+        if len(kl_terms) > 1:
+            terms.update({f"kl_{k}": v.detach() for k, v in kl_terms.items()})
+        terms.update({k: torch.as_tensor(v).detach() for k, v in logged.items()})
+        self._particle_terms.append(terms)
+        return surrogate.detach(), surrogate
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        """The surrogate loss to call ``backward()`` on; fills ``self.terms``. No host synchronisation."""
+        self._particle_terms = []
+        loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            _, surrogate = self._differentiable_loss_particle(model_trace, guide_trace)
+            loss = loss + surrogate / self.num_particles
+        self._collect_terms()
+        return loss
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        with torch.no_grad():
+            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        self._particle_terms = []
+        out = super().loss_and_grads(model, guide, *args, **kwargs)
+        self._collect_terms()
+        return out
+
+    def _collect_terms(self):
+        parts = self._particle_terms
+        self.terms = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]} if parts else {}
+
+    # -- state for checkpoints: ELBOs with networks or running estimates override these ----
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
