@@ -24,6 +24,8 @@ def run_main(main, argv=None) -> int:
     prog = os.path.basename(sys.argv[0]) or "script"
     try:
         main(argv)
+    except SystemExit as exit_:  # the parser's own exit (bad flag, --help)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
     except USER_ERRORS as err:
         msg = str(err).replace("\n", " ")
         print(f"{prog}: error: {msg}", file=sys.stderr)

@@ -173,8 +173,9 @@ class TermsELBO(TraceMeanField_ELBO):
         return out
 
     def _collect_terms(self):
+        # Sequential particles give one dict each; a vectorised trace sums over all particles.
         parts = self._particle_terms
-        self.terms = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]} if parts else {}
+        self.terms = {k: sum(p[k] for p in parts) / self.num_particles for k in parts[0]} if parts else {}
 
     # -- state for checkpoints: ELBOs with networks or running estimates override these ----
     def state_dict(self) -> dict:
