@@ -128,3 +128,6 @@ def load_run(run_dir, device="cpu") -> Run:
     if hasattr(loss, "to"):
         loss.to(device)
     return Run(model, guide, loss, config, state["step"])
+
+# Objectives defined in their own modules register themselves on import.
+from . import vitae  # noqa: E402,F401  (vitae_u, vitae_c)

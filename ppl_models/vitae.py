@@ -1,0 +1,109 @@
+"""VITAE's generative story: perspective z_P and appearance z_A, the image is the appearance warped by T_θ(z_P).
+
+For every item in the data plate (supplement §1, p(x) = ∫∫ p(x | z_A, z_P) p(z_A) p(z_P)):
+
+    z_persp ~ N(0, I),  z_app ~ N(0, I),
+    θ = f_P(z_persp)                          (perspective decoder -> transformer parameters)
+    μ_canonical = mean of g_A(z_app)          (appearance decoder -> image in a canonical frame)
+    x ~ p(x | T_θ[μ_canonical])               (Bernoulli for [0, 1] images, supplement §2)
+
+The transformer sits on the decoder side: the *mean* image is warped (bilinear, zeros outside the
+frame) and, for the Bernoulli likelihood, turned back into logits.
+
+Code convention: ``decode(z)`` and ``sample_prior(n)`` use the concatenation z = [z_persp, z_app]
+(perspective first), like a single-latent model; ``decode_parts(z_persp, z_app)`` takes them apart.
+
+References
+[1] Detlefsen, Skafte & Hauberg. Explicit Disentanglement of Appearance and Perspective in
+    Generative Models. NeurIPS 2019. arXiv:1906.11881
+"""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from torch import nn
+
+from .likelihoods import BernoulliLikelihood
+from .nets import MLPDecoder
+from .plates import data_plate
+from .priors import StandardNormalPrior
+from .spatial import SpatialTransformer
+
+PERSP, APP = "z_persp", "z_app"
+LOGIT_EPS = 1e-5  # warped probabilities are clamped to [eps, 1 − eps] before the logit
+
+
+def perspective_decoder(persp_dim: int, theta_dim: int, hidden=(24, 24)) -> MLPDecoder:
+    """z_persp -> θ; the last layer starts at zero, so every transformer starts at the identity."""
+    net = MLPDecoder(persp_dim, (theta_dim,), hidden)
+    last = net.net[-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return net
+
+
+class VITAEModel(nn.Module):
+    """Pyro model ``model(x, index=None)`` with latent sites ``"z_persp"``, ``"z_app"`` and observed ``"x"``.
+
+    :param app_decoder: z_app ``(B, d_A)`` -> decoder output in the canonical frame ``(B, C, H, W)``
+        (logits for the Bernoulli likelihood).
+    :param persp_decoder: z_persp ``(B, d_P)`` -> θ ``(B, transformer.dim)``.
+    :param transformer: a :class:`~ppl_models.spatial.SpatialTransformer`.
+    """
+
+    def __init__(self, app_decoder: nn.Module, persp_decoder: nn.Module, transformer: SpatialTransformer,
+                 persp_dim: int, app_dim: int, dataset_size: int | None = None, likelihood=None,
+                 persp_prior: nn.Module | None = None, app_prior: nn.Module | None = None):
+        super().__init__()
+        self.app_decoder = app_decoder
+        self.persp_decoder = persp_decoder
+        self.transformer = transformer
+        self.persp_dim, self.app_dim = int(persp_dim), int(app_dim)
+        self.dataset_size = dataset_size
+        self.likelihood = likelihood or BernoulliLikelihood()
+        self.persp_prior = persp_prior if persp_prior is not None else StandardNormalPrior(persp_dim)
+        self.app_prior = app_prior if app_prior is not None else StandardNormalPrior(app_dim)
+
+    # -- the pieces of the story --------------------------------------------------------------
+    def theta(self, z_persp: torch.Tensor) -> torch.Tensor:
+        return self.persp_decoder(z_persp)
+
+    def canonical(self, z_app: torch.Tensor) -> torch.Tensor:
+        """Mean image of the appearance in the canonical frame."""
+        return self.likelihood.mean(self.app_decoder(z_app))
+
+    def output(self, z_persp: torch.Tensor, z_app: torch.Tensor) -> torch.Tensor:
+        """Parameter of p(x | z_A, z_P): logits (Bernoulli) or mean (Gaussian) of T_θ[canonical]."""
+        warped = self.transformer.warp(self.canonical(z_app), self.theta(z_persp))
+        if isinstance(self.likelihood, BernoulliLikelihood):
+            return torch.logit(warped, eps=LOGIT_EPS)
+        return warped
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None):
+        event_dim = x.ndim - 1
+        with data_plate(x, index, self.dataset_size):
+            z_persp = pyro.sample(PERSP, self.persp_prior(x.shape[0]))
+            z_app = pyro.sample(APP, self.app_prior(x.shape[0]))
+            pyro.sample("x", self.likelihood(self.output(z_persp, z_app), event_dim), obs=x)
+        return z_persp, z_app
+
+    # -- conventions shared with VAEModel -----------------------------------------------------
+    def split(self, z: torch.Tensor):
+        """[z_persp, z_app] -> (z_persp, z_app)."""
+        return z[..., : self.persp_dim], z[..., self.persp_dim:]
+
+    @torch.no_grad()
+    def decode_parts(self, z_persp: torch.Tensor, z_app: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z_A, z_P): the canonical appearance warped by T_θ(z_P)."""
+        return self.transformer.warp(self.canonical(z_app), self.theta(z_persp))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z) for the concatenation z = [z_persp, z_app]."""
+        return self.decode_parts(*self.split(z))
+
+    @torch.no_grad()
+    def sample_prior(self, n: int) -> torch.Tensor:
+        """n draws of [z_persp, z_app] from the priors."""
+        return torch.cat([self.persp_prior(n).sample(), self.app_prior(n).sample()], dim=-1)

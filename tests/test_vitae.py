@@ -1,0 +1,167 @@
+"""VITAE model/guides (supplement §1 ELBO), C-VITAE's inverse-warped encoder, registration, MI table."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pyro
+import pyro.poutine as poutine
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from guides.vitae import CVITAEGuide, UVITAEGuide
+from inference import ConfigError, TermsELBO, build, resolve_config
+from ppl_models.nets import MLPDecoder
+from ppl_models.spatial import AffineTransformer, base_points
+from ppl_models.vitae import VITAEModel
+
+SHAPE = (1, 16, 16)
+
+
+class LinearEncoder(nn.Module):
+    """A fixed random linear map x -> (loc, scale): sensitive to every pixel."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(math.prod(SHAPE), 2 * d, generator=torch.Generator().manual_seed(3)))
+
+    def forward(self, x):
+        loc, raw = (x.flatten(1) @ self.w).chunk(2, -1)
+        return loc, F.softplus(raw) + 1e-3
+
+
+class ThetaIsZ(nn.Module):
+    """A perspective decoder that returns z_persp itself as θ (so the true perspective is known)."""
+
+    def forward(self, z):
+        return z
+
+
+def pair(conditional):
+    torch.manual_seed(0)
+    t = AffineTransformer()
+    persp_dec = ThetaIsZ()
+    model = VITAEModel(MLPDecoder(2, SHAPE, (8,)), persp_dec, t, persp_dim=6, app_dim=2)
+    if conditional:
+        guide = CVITAEGuide(LinearEncoder(6), LinearEncoder(2), persp_dec, t)
+    else:
+        guide = UVITAEGuide(LinearEncoder(6), LinearEncoder(2))
+    return model, guide
+
+
+def smooth_images(n=3, size=48):
+    p = base_points((size, size))[0]
+    centres = torch.tensor([[0.1, -0.05], [-0.1, 0.08], [0.0, 0.1]])[:n]
+    d2 = ((p[None] - centres[:, None]) ** 2).sum(-1)
+    return torch.exp(-d2 / (2 * 0.15 ** 2)).reshape(n, 1, size, size)
+
+
+def test_cvitae_appearance_encoder_is_invariant_to_a_known_warp():
+    # C-VITAE (paper Fig. 3): q(z_A | x, z_P) reads T_θ⁻¹[x]; if x = T_θ[x0] and z_P gives θ, it reads x0.
+    t = AffineTransformer()
+    enc = LinearEncoder(2)
+    enc.w = nn.Parameter(torch.randn(48 * 48, 4, generator=torch.Generator().manual_seed(3)))
+    guide = CVITAEGuide(LinearEncoder(6), enc, ThetaIsZ(), t)
+    x0 = smooth_images()
+    theta = torch.tensor([[0.10, -0.15, 0.12, 0.05, -0.10, -0.08]]).expand(3, -1)
+    x = t.warp(x0, theta)
+    loc_aligned, _ = guide.app_params(x, theta)
+    loc_canonical, _ = guide.app_params(x0, t.identity(3))
+    loc_plain, _ = enc(x)  # U-VITAE's encoder would read the warped image as it is
+    err = (loc_aligned - loc_canonical).abs().max()
+    assert err < 0.05 * loc_canonical.abs().max()
+    assert (loc_plain - loc_canonical).abs().max() > 10 * err
+
+
+def test_likelihood_is_bernoulli_of_the_warped_canonical_image():
+    # p(x | z_A, z_P) = Bernoulli(T_θ[sigmoid(g_A(z_A))]), computed here with affine_grid directly.
+    model, _ = pair(conditional=False)
+    z_persp = 0.2 * torch.randn(4, 6)
+    z_app = torch.randn(4, 2)
+    x = torch.rand(4, *SHAPE).round()
+    tr = poutine.trace(poutine.condition(model, {"z_persp": z_persp, "z_app": z_app})).get_trace(x)
+    canonical = torch.sigmoid(model.app_decoder(z_app))
+    matrix = torch.eye(2, 3) + z_persp.reshape(4, 2, 3)
+    grid = F.affine_grid(matrix, (4, 1, 16, 16), align_corners=False)
+    mean = F.grid_sample(canonical, grid, align_corners=False).clamp(1e-5, 1 - 1e-5)
+    expected = (x * mean.log() + (1 - x) * (1 - mean).log()).flatten(1).sum(1)
+    assert torch.allclose(tr.nodes["x"]["fn"].log_prob(x), expected, rtol=1e-4)
+    assert torch.allclose(model.decode(torch.cat([z_persp, z_app], -1)), model.decode_parts(z_persp, z_app))
+
+
+def normal_kl(loc, scale):
+    """KL(N(loc, scale²) ‖ N(0, 1)) summed over the last axis."""
+    return (0.5 * (scale ** 2 + loc ** 2 - 1) - scale.log()).sum(-1)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_elbo_terms_match_supplement_eq(conditional):
+    # Supplement §1: −ELBO = −log p(x | z_P, z_A) + KL(q_A(· | z_P, x) ‖ p) + KL(q_P ‖ p), one sample.
+    model, guide = pair(conditional)
+    x = torch.rand(5, *SHAPE).round()
+    elbo = TermsELBO()
+    pyro.set_rng_seed(1)
+    loss = elbo.differentiable_loss(model, guide, x)
+    pyro.set_rng_seed(1)
+    g = poutine.trace(guide).get_trace(x)
+    z_persp, z_app = g.nodes["z_persp"]["value"], g.nodes["z_app"]["value"]
+    loc_p, scale_p = guide.persp_encoder(x)
+    src = guide.aligned(x, z_persp) if conditional else x  # term 2 at the sampled z_P
+    loc_a, scale_a = guide.app_encoder(src)
+    m = poutine.trace(poutine.replay(model, trace=g)).get_trace(x)
+    log_lik = m.nodes["x"]["fn"].log_prob(x)
+    kl_p, kl_a = normal_kl(loc_p, scale_p), normal_kl(loc_a, scale_a)
+    assert torch.allclose(elbo.terms["kl_z_app"], kl_a.mean(), rtol=1e-4)
+    assert torch.allclose(elbo.terms["kl_z_persp"], kl_p.mean(), rtol=1e-4)
+    assert torch.allclose(loss, (-log_lik + kl_p + kl_a).sum(), rtol=1e-4)
+
+
+def test_cvitae_posterior_conditions_app_on_the_persp_mean():
+    _, guide = pair(conditional=True)
+    x = torch.rand(3, *SHAPE)
+    post = guide.posterior(x)
+    loc_p, _ = guide.persp_encoder(x)
+    expected = guide.app_encoder(guide.transformer.warp(x, loc_p, inverse=True))
+    assert torch.allclose(post["z_app"][0], expected[0]) and torch.allclose(post["z_persp"][0], loc_p)
+
+
+def test_registered_models_build_and_reject_bad_config():
+    cfg = resolve_config("vitae_c", {"transformer": "affine"})
+    assert (cfg["persp_dim"], cfg["app_dim"]) == (2, 2)  # supplement Table 1: d = 2 per group
+    model, guide, _ = build(cfg, (1, 16, 16), 100)
+    assert isinstance(guide, CVITAEGuide) and guide.persp_decoder is model.persp_decoder
+    z = model.sample_prior(3)
+    assert torch.allclose(model.decode(z), model.decode_parts(z[:, :2], z[:, 2:]))
+    # The perspective decoder starts at θ = 0: the identity transform, whatever z_persp is.
+    assert torch.allclose(model.decode(z), model.canonical(z[:, 2:]), atol=1e-6)
+    with pytest.raises(ConfigError, match="unknown transformer 'rigid'"):
+        build(resolve_config("vitae_u", {"transformer": "rigid"}), (1, 16, 16), 100)
+    with pytest.raises(ConfigError, match=r"\(C, H, W\)"):
+        build(resolve_config("vitae_u"), (2,), 100)
+    with pytest.raises(ConfigError, match="cpab_tessellation"):
+        build(resolve_config("vitae_u", {"transformer": "cpab", "cpab_tessellation": "2"}), (1, 8, 8), 10)
+
+
+def _script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "vitae_mnist.py"
+    spec = importlib.util.spec_from_file_location("vitae_mnist", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_histogram_mutual_information_matches_sklearn():
+    from sklearn.metrics import mutual_info_score
+
+    script = _script()
+    gen = torch.Generator().manual_seed(0)
+    factors = torch.randint(0, 4, (2000, 2), generator=gen)
+    codes = torch.stack([factors[:, 0] + 0.3 * torch.randn(2000, generator=gen),
+                         torch.randn(2000, generator=gen)], 1)
+    mi = script.mutual_information(codes, factors, bins=20)
+    edges = torch.linspace(float(codes[:, 0].min()), float(codes[:, 0].max()), 21)
+    binned = torch.bucketize(codes[:, 0], edges[1:-1])
+    assert mi[0, 0] == pytest.approx(mutual_info_score(factors[:, 0].numpy(), binned.numpy()), rel=1e-4)
+    assert mi[0, 0] > 1.0 and mi[1, 0] < 0.05 and mi[0, 1] < 0.05  # informative vs independent
