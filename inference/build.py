@@ -16,6 +16,7 @@ from guides.nets import make_encoder
 from guides.vae import VAEGuide
 from ppl_models.likelihoods import make_likelihood
 from ppl_models.nets import make_decoder
+from ppl_models.priors import make_prior
 from ppl_models.vae import VAEModel
 
 from .checkpoint import load_checkpoint
@@ -29,6 +30,9 @@ COMMON_DEFAULTS = {
     "net": "auto",
     "likelihood": "bernoulli",
     "obs_scale": 0.1,
+    "prior": "normal",  # "flow": dpVAE's decoupled prior
+    "flow_layers": 6,  # dpVAE authors' code: 6 coupling blocks (supplement fig. 2 lost its numbers)
+    "flow_hidden": 64,  # ... s and t with two hidden tanh layers of 64 units
 }
 
 
@@ -50,6 +54,12 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def make_latent_prior(config: dict, latent_dim: int):
+    """The prior a config asks for (``prior``, ``flow_layers``, ``flow_hidden``); ValueError if bad."""
+    return make_prior(config.get("prior", "normal"), latent_dim, int(config.get("flow_layers", 6)),
+                      int(config.get("flow_hidden", 64)))
+
+
 def vae_pair(config: dict, data_shape, dataset_size: int):
     """The VAE model/guide pair every single-latent objective shares."""
     d = int(config["latent_dim"])
@@ -59,9 +69,10 @@ def vae_pair(config: dict, data_shape, dataset_size: int):
         decoder = make_decoder(config["net"], d, data_shape)
         encoder = make_encoder(config["net"], data_shape, d)
         likelihood = make_likelihood(config["likelihood"], config["obs_scale"])
+        prior = make_latent_prior(config, d)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    model = VAEModel(decoder, d, dataset_size=dataset_size, likelihood=likelihood)
+    model = VAEModel(decoder, d, dataset_size=dataset_size, likelihood=likelihood, prior=prior)
     guide = VAEGuide(encoder, dataset_size=dataset_size)
     return model, guide
 

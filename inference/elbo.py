@@ -127,11 +127,19 @@ class TermsELBO(TraceMeanField_ELBO):
                 elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
                 raw_kl = kl.sum()
             except NotImplementedError:
-                # No closed form (e.g. a flow prior): Monte Carlo log q(z) − log p(z) at the guide's draw.
+                # No closed form (e.g. a flow prior): KL = −H[q] − E_q log p(z), with the entropy in
+                # closed form where q has one (dpVAE supplement eqs. 6, 10, 18) and log p(z) at the
+                # guide's draw; otherwise Monte Carlo log q(z) − log p(z), as Pyro does.
                 self.analytic_kl[name] = False
-                entropy_term = guide_site["score_parts"].entropy_term
-                elbo = elbo + model_site["log_prob_sum"] - entropy_term.sum()
-                raw_kl = (guide_site["unscaled_log_prob"] - model_site["unscaled_log_prob"]).sum()
+                log_p = model_site["unscaled_log_prob"]
+                try:
+                    entropy = guide_site["fn"].entropy()
+                    neg_log_q = scale_and_mask(entropy, guide_site["scale"], guide_site["mask"]).sum()
+                    raw_kl = -(entropy + log_p).sum()
+                except NotImplementedError:
+                    neg_log_q = -guide_site["score_parts"].entropy_term.sum()
+                    raw_kl = (guide_site["unscaled_log_prob"] - log_p).sum()
+                elbo = elbo + model_site["log_prob_sum"] + neg_log_q
             kl_terms[name] = raw_kl / site_info.batch_size
 
         for name, guide_site in guide_trace.nodes.items():  # auxiliary guide sites, as in Pyro

@@ -21,6 +21,7 @@ import torch  # noqa: E402
 
 import ppl_data  # noqa: E402
 from inference import MODELS, build, fit, resolve_config  # noqa: E402
+from inference.build import COMMON_DEFAULTS  # noqa: E402
 from inference.cli import (OneLineParser, non_negative_int, positive_float, positive_int,  # noqa: E402
                            run_main)
 from inference.errors import ConfigError  # noqa: E402
@@ -32,7 +33,7 @@ RUN_SETTINGS = ("model", "data", "data_root")
 
 def hyperparameter_flags() -> dict[str, type]:
     """Every hyperparameter any registered model has, with the type of its default."""
-    flags: dict[str, type] = {"latent_dim": int, "net": str, "likelihood": str, "obs_scale": float}
+    flags: dict[str, type] = {name: type(default) for name, default in COMMON_DEFAULTS.items()}
     for spec in MODELS.values():
         for name, default in spec.params.items():
             flags.setdefault(name, type(default))
