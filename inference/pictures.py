@@ -36,3 +36,50 @@ def prior_samples(model, n: int, seed: int = 0) -> torch.Tensor:
         torch.manual_seed(seed)
         z = model.sample_prior(n)
     return model.decode(z)
+
+
+@torch.no_grad()
+def traversals(model, guide, x: torch.Tensor, site: str | None = None, limit: float = 3.0,
+               steps: int = 7) -> torch.Tensor:
+    """Latent traversals: row d varies code dimension d over [−limit, limit] in ``steps`` values,
+    the other dimensions held at the posterior mean of the single item ``x`` (shaped ``(1, ...)``).
+
+    Returns ``(D · steps, C, H, W)`` decoded means, to save with ``nrow=steps``.
+    """
+    post = guide.posterior(x[:1])
+    loc = post[site or next(iter(post))][0][0]  # (D,)
+    d = loc.shape[0]
+    values = torch.linspace(-limit, limit, steps, device=loc.device)
+    z = loc.repeat(d, steps, 1)  # (D, steps, D)
+    dims = torch.arange(d, device=loc.device)
+    z[dims, :, dims] = values  # row d: dimension d swept
+    return model.decode(z.reshape(d * steps, d))
+
+
+def mi_heatmap(mi, path, factor_names=(), title: str = "mutual information (nats)") -> Path:
+    """Save a (codes × factors) mutual-information matrix as an annotated heatmap PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    mi = np.asarray(mi, dtype=float)
+    d, k = mi.shape
+    names = list(factor_names) or [f"factor {j}" for j in range(k)]
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2, 0.45 * d + 1.5))
+    im = ax.imshow(mi, cmap="viridis", aspect="auto", vmin=0)
+    ax.set_xticks(range(k), names, rotation=30, ha="right")
+    ax.set_yticks(range(d), [f"z{i}" for i in range(d)])
+    ax.set_xlabel("factor")
+    ax.set_ylabel("code dimension")
+    ax.set_title(title)
+    for i in range(d):
+        for j in range(k):
+            ax.text(j, i, f"{mi[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if mi[i, j] < 0.6 * mi.max() else "black")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,81 @@
+"""MS-VAE's conditioning measures M1–M4 and downstream classification with an MLP.
+
+Nazari et al. (``papers/msvae-multi-stage-modelling.txt``) §4, "Measuring the Conditioning on C":
+with E the mean of the stage-one encoder, G the stage-two decoder and ε, ε′ random inputs,
+
+    C_R = E(x),  C_Y = E(y),  C_X = E(G(y, z)),  C_Z = E(G(y, ε)),  C_Y′ = E(G(ε′, z)),
+    M1 = MI[C_R; C_Y],  M2 = MI[C_R; C_X],  M3 = MI[C_R; C_Z],  M4 = MI[C_R; C_Y′].
+
+M2 > M1 says Z improves the reconstruction; M1 > M3 ≫ M4 says G keeps conditioning on Y (if G used
+only Z, M3 would be near 0 and M4 high). MI of two code vectors is Appendix G eq. 6, the normalised
+MI averaged over dimensions: MI[C_R, C] = 1/n Σ_i I(c_i; c^R_i) / H(c^R_i), each dimension
+discretised into equal-width bins as for MIG. The codes themselves are computed by
+:func:`inference.msvae.conditioning_codes`.
+
+Downstream classification (§4): an MLP predicts each ground-truth factor from C, from Z and from
+C and Z concatenated.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .information import as_2d, discrete_entropy, discrete_mutual_info, discretize
+
+MEASURES = {"M1": "c_y", "M2": "c_x", "M3": "c_z", "M4": "c_y_prime"}
+
+
+def normalised_code_mi(c_ref, c_other, num_bins: int = 20) -> float:
+    """1/n Σ_i I(c_i; c^R_i) / H(c^R_i) for codes (N, n) (Appendix G eq. 6); in [0, 1].
+
+    Dimensions whose reference is constant in the sample (zero entropy) are left out.
+    """
+    a, b = as_2d(c_ref, "c_ref", np.float64), as_2d(c_other, "c_other", np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"codes must have the same shape, got {a.shape} and {b.shape}")
+    da, db = discretize(a, num_bins), discretize(b, num_bins)
+    mi = np.diag(discrete_mutual_info(da, db))  # I(a_i; b_i), dimension against itself
+    h = discrete_entropy(da)
+    keep = h > 0
+    if not keep.any():
+        raise ValueError("every reference dimension is constant; the normalised MI is undefined")
+    return float((mi[keep] / h[keep]).mean())
+
+
+def conditioning_measures(codes: dict, num_bins: int = 20) -> dict[str, float]:
+    """M1–M4 from ``codes`` = {"c_r", "c_y", "c_x", "c_z", "c_y_prime"}: arrays (N, n)."""
+    missing = {"c_r", *MEASURES.values()} - set(codes)
+    if missing:
+        raise ValueError(f"codes lack {sorted(missing)}")
+    return {m: normalised_code_mi(codes["c_r"], codes[k], num_bins) for m, k in MEASURES.items()}
+
+
+def mlp_accuracy(train_codes, train_labels, test_codes, test_labels, hidden=(256, 256),
+                 max_iter: int = 200, seed: int = 0) -> float:
+    """Held-out accuracy of a scikit-learn MLP (standardised inputs) predicting integer labels."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xtr, xte = as_2d(train_codes, "train_codes"), as_2d(test_codes, "test_codes")
+    ytr, yte = np.asarray(train_labels).reshape(-1), np.asarray(test_labels).reshape(-1)
+    clf = make_pipeline(StandardScaler(), MLPClassifier(hidden, max_iter=max_iter, random_state=seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings at a fixed budget
+        clf.fit(xtr, ytr)
+    return float(clf.score(xte, yte))
+
+
+def downstream_table(train: dict, test: dict, train_factors, test_factors, **mlp_kw) -> dict:
+    """``{input: (K,) accuracies}`` for inputs "C", "Z", "C+Z" (codes in ``train``/``test`` under "c", "z")."""
+    ftr, fte = as_2d(train_factors, "train_factors"), as_2d(test_factors, "test_factors")
+    inputs = {"C": ("c",), "Z": ("z",), "C+Z": ("c", "z")}
+    out = {}
+    for name, keys in inputs.items():
+        xtr = np.concatenate([as_2d(train[k], k) for k in keys], 1)
+        xte = np.concatenate([as_2d(test[k], k) for k in keys], 1)
+        out[name] = np.array([mlp_accuracy(xtr, ftr[:, k], xte, fte[:, k], **mlp_kw)
+                              for k in range(ftr.shape[1])])
+    return out

@@ -1,0 +1,46 @@
+"""Downstream accuracy: how well a factor can be read off the codes by a simple classifier."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .information import as_2d
+
+CLASSIFIERS = ("logistic", "forest")
+
+
+def downstream_accuracy(train_codes, train_labels, test_codes, test_labels,
+                        classifier: str = "logistic", seed: int = 0) -> float:
+    """Held-out accuracy of a scikit-learn classifier predicting integer ``labels`` from codes.
+
+    ``"logistic"``: standardised codes, multinomial ``LogisticRegression``; ``"forest"``:
+    ``RandomForestClassifier`` (100 trees).
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xtr, xte = as_2d(train_codes, "train_codes"), as_2d(test_codes, "test_codes")
+    ytr = np.asarray(train_labels).reshape(-1)
+    yte = np.asarray(test_labels).reshape(-1)
+    if classifier == "logistic":
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    elif classifier == "forest":
+        clf = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=seed)
+    else:
+        raise ValueError(f"unknown classifier {classifier!r}; expected one of {CLASSIFIERS}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(xtr, ytr)
+    return float(clf.score(xte, yte))
+
+
+def factor_accuracies(train_codes, train_factors, test_codes, test_factors,
+                      classifier: str = "logistic", seed: int = 0) -> np.ndarray:
+    """``(K,)`` downstream accuracy of every factor column."""
+    ytr, yte = as_2d(train_factors, "train_factors"), as_2d(test_factors, "test_factors")
+    return np.array([downstream_accuracy(train_codes, ytr[:, k], test_codes, yte[:, k],
+                                         classifier, seed) for k in range(ytr.shape[1])])

@@ -1,0 +1,102 @@
+"""The amortized posterior, as numbers and as an ArviZ ``InferenceData``.
+
+``encode`` gives the guide's posterior means and scales for a dataset; ``to_inferencedata`` draws
+from q(z | x) (the ``posterior`` group, dims ``(chain, draw, obs, <site>_dim)``) and from the
+model's prior (``prior`` group, the model run without the guide), next to the ``observed_data``,
+so ``az.summary``, ``az.plot_posterior`` and netCDF export work on any model/guide pair whose
+latent sites sit in a data plate sized by the batch (``model(x)`` / ``guide(x)``).
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from ppl_data import Data
+
+
+def _items(data, index: torch.Tensor, device) -> torch.Tensor:
+    if isinstance(data, Data):
+        return data.batch(index, device=device)[0]
+    return data[index].to(device)
+
+
+def _device(module):
+    params = list(module.parameters()) if hasattr(module, "parameters") else []
+    return params[0].device if params else torch.device("cpu")
+
+
+@torch.no_grad()
+def encode(guide, data, batch_size: int = 256, device=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{site: (loc (N, d), scale (N, d))}`` of ``guide.posterior`` over a tensor or a dataset."""
+    device = device or _device(guide)
+    parts: dict[str, list] = {}
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)))
+        for site, (loc, scale) in guide.posterior(_items(data, index, device)).items():
+            parts.setdefault(site, []).append((loc.cpu(), scale.cpu()))
+    return {site: (torch.cat([p[0] for p in v]), torch.cat([p[1] for p in v]))
+            for site, v in parts.items()}
+
+
+def _latent_values(trace, num_draws: int, n: int) -> dict[str, torch.Tensor]:
+    """Latent sample values of a trace of a batch repeated ``num_draws`` times: ``(draw, obs, ...)``."""
+    out = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        value = site["value"]
+        if value.ndim == 0 or value.shape[0] != num_draws * n:
+            continue  # a site outside the data plate has no per-observation draws
+        out[name] = value.reshape(num_draws, n, *value.shape[1:]).cpu()
+    return out
+
+
+def _dims(name: str, value: torch.Tensor) -> list[str]:
+    extra = value.ndim - 2
+    if extra == 1:
+        return ["obs", f"{name}_dim"]
+    return ["obs"] + [f"{name}_dim_{i}" for i in range(extra)]
+
+
+@torch.no_grad()
+def to_inferencedata(model, guide, data, num_draws: int = 100, num_obs: int | None = 100,
+                     seed: int = 0, device=None):
+    """``arviz.InferenceData`` with posterior and prior draws of every latent site and the data.
+
+    :param data: a tensor batch ``(N, ...)`` (all of it is used) or a ``ppl_data`` dataset (a seeded
+        random subset of ``num_obs`` items; ``None`` for all of it).
+    :param num_draws: draws per observation from q(z | x) and from the prior.
+    """
+    import arviz as az
+
+    if num_draws < 1:
+        raise ValueError(f"num_draws must be >= 1, got {num_draws}")
+    device = device or _device(guide)
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(data, Data):
+        n_all = len(data)
+        k = n_all if num_obs is None else min(num_obs, n_all)
+        x = _items(data, torch.randperm(n_all, generator=gen)[:k].sort().values, device)
+    else:
+        x = torch.as_tensor(data).to(device)
+    n = x.shape[0]
+    xs = x.repeat(num_draws, *([1] * (x.ndim - 1)))
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        torch.manual_seed(seed)
+        posterior = _latent_values(poutine.trace(guide).get_trace(xs), num_draws, n)
+        # The model alone, run forward: its latent sites are drawn from the prior. Observed sites
+        # are scored against x but their values are x itself, so they carry nothing here.
+        prior = _latent_values(poutine.trace(model).get_trace(xs), num_draws, n)
+    if not posterior:
+        raise ValueError("the guide has no latent sites inside a data plate sized by the batch")
+    dims = {name: _dims(name, v) for name, v in {**posterior, **prior}.items()}
+    dims["x"] = ["obs"] + [f"x_dim_{i}" for i in range(x.ndim - 1)]
+    return az.from_dict(
+        posterior={k: v[None].numpy() for k, v in posterior.items()},
+        prior={k: v[None].numpy() for k, v in prior.items()},
+        observed_data={"x": x.cpu().numpy()},
+        dims=dims,
+        coords={"obs": list(range(n))},
+    )
