@@ -1,0 +1,247 @@
+"""MS-VAE: AdaIN, the trace's D-separation, frozen stage one, the ablation switches, M1–M4, MLP probes."""
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer.inspect import get_dependencies
+from sklearn.metrics import mutual_info_score
+from torch import nn
+
+from inference import TermsELBO, fit
+from inference.metrics.conditioning import (conditioning_measures, downstream_table, mlp_accuracy,
+                                            normalised_code_mi)
+from inference.metrics.information import discretize
+from inference.msvae import (VARIANTS, big_family_pair, conditioning_codes, count_parameters,
+                             family_member, msvae_pair, second_stage_loss, traversal_codes)
+from guides.msvae import MSVAEGuide
+from ppl_data import TensorData
+from ppl_models.adain import AdaIN, adain, instance_normalise
+from ppl_models.likelihoods import GaussianLikelihood
+from ppl_models.msvae import MSVAEModel
+from ppl_models.priors import StandardNormalPrior
+
+SHAPE = (3, 16, 16)
+N = 64
+
+
+def make(name, c_dim=3, z_dim=2):
+    torch.manual_seed(0)
+    stage_one = "vae" if VARIANTS[name].order == "zc" else "betatc"
+    m1, g1, loss1, _ = family_member(stage_one, {"latent_dim": c_dim}, SHAPE, N)
+    model, guide = msvae_pair(m1, g1, name, z_dim, SHAPE, N, hidden=4, blocks=1)
+    return model, guide, second_stage_loss(name, loss1)
+
+
+def images(n=8, seed=0):
+    return torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+# -- AdaIN (§3.2) -------------------------------------------------------------------------------
+def test_adain_with_unit_scale_and_zero_shift_is_identity_on_normalised_features():
+    h = torch.randn(4, 5, 6, 7) * 3 + 2
+    flat = h.flatten(2)
+    by_hand = (flat - flat.mean(-1, keepdim=True)) / torch.sqrt(flat.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    normed = instance_normalise(h)
+    assert torch.allclose(normed, by_hand.reshape(h.shape), atol=1e-5)
+    ones, zeros = torch.ones(4, 5), torch.zeros(4, 5)
+    assert torch.allclose(adain(normed, ones, zeros), normed, atol=1e-4)
+    gamma, beta = torch.rand(4, 5) + 0.5, torch.randn(4, 5)
+    out = adain(h, gamma, beta)  # γ·normalised + β, channel by channel
+    assert torch.allclose(out, gamma[:, :, None, None] * by_hand.reshape(h.shape) + beta[:, :, None, None], atol=1e-4)
+    layer = AdaIN(5, style_dim=3)
+    nn.init.zeros_(layer.style.weight)
+    nn.init.zeros_(layer.style.bias)
+    assert torch.allclose(layer(normed, torch.randn(4, 3)), normed, atol=1e-4)
+
+
+# -- the generative story's graph ---------------------------------------------------------------
+def sample_sites(tr):
+    return [n for n, s in tr.nodes.items() if s["type"] == "sample" and n != "data"]
+
+
+def x_log_prob(model, x, data):
+    tr = poutine.trace(poutine.condition(model, data=data)).get_trace(x)
+    return tr.nodes["x"]["fn"].log_prob(x)
+
+
+def test_trace_has_the_d_separation_of_fig_2c():
+    model, guide, _ = make("msvae")
+    x = images(4)
+    deps = get_dependencies(model, (x,))["prior_dependencies"]
+    assert deps["c"] == {"c": set()} and deps["z"] == {"z": set()}  # c ⟂ z under the prior
+    tr = poutine.trace(model).get_trace(x)
+    assert sample_sites(tr) == ["c", "y", "z", "x"]
+    y = tr.nodes["y"]["value"]
+    assert torch.allclose(y, model.stage_one.likelihood.mean(model.stage_one.decoder(tr.nodes["c"]["value"])))
+    # x depends on c only through y: with y and z held, any c gives the same p(x | ...).
+    z = torch.randn(4, 2)
+    a = x_log_prob(model, x, {"c": torch.randn(4, 3), "y": y, "z": z})
+    b = x_log_prob(model, x, {"c": torch.randn(4, 3) * 5, "y": y, "z": z})
+    assert torch.equal(a, b)
+    # ... and it does depend on y and z.
+    assert not torch.equal(a, x_log_prob(model, x, {"c": torch.randn(4, 3), "y": y.flip(0), "z": z}))
+    assert not torch.equal(a, x_log_prob(model, x, {"c": torch.randn(4, 3), "y": y, "z": z * 3}))
+
+
+def test_guide_reads_c_from_x_and_z_from_the_residual():
+    model, guide, _ = make("msvae")
+    x = images(4)
+    tr = poutine.trace(guide).get_trace(x)
+    c = tr.nodes["c"]["value"]
+    loc, _ = guide.stage_one.encoder(x)
+    assert torch.allclose(tr.nodes["c"]["fn"].base_dist.loc, loc)
+    residual = x - model.first_stage_mean(c)
+    assert torch.allclose(tr.nodes["z"]["fn"].base_dist.loc, guide.encoder(residual)[0])
+
+
+def test_stage_two_leaves_stage_one_untouched():
+    model, guide, loss = make("msvae")
+    data = TensorData(images(N))
+    before = {k: v.clone() for k, v in {**model.stage_one.state_dict(), **guide.stage_one.state_dict()}.items()}
+    second = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    fit(model, guide, loss, data, steps=3, batch_size=8, lr=1e-2, device="cpu")
+    after = {**model.stage_one.state_dict(), **guide.stage_one.state_dict()}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(not torch.equal(second[k], v) for k, v in model.decoder.state_dict().items())
+
+
+def stage_one_grads(name):
+    model, guide, loss = make(name)
+    x = images(8)
+    for p in list(model.stage_one.parameters()) + list(guide.stage_one.parameters()):
+        p.requires_grad_(True)  # even a frozen stage one would show gradient if the graph reached it
+    loss.differentiable_loss(model, guide, x).backward()
+    grads = [p.grad for p in list(model.stage_one.parameters()) + list(guide.stage_one.parameters())]
+    return sum(0.0 if g is None else float(g.abs().sum()) for g in grads)
+
+
+def test_end_to_end_switch_lets_gradient_reach_stage_one():
+    assert stage_one_grads("msvae") == 0.0
+    assert stage_one_grads("msvae_e2e") > 0.0
+    assert isinstance(make("msvae")[2], TermsELBO) and make("msvae_e2e")[2].sites == ("c",)
+
+
+def test_condition_switch_makes_x_read_the_code_directly():
+    x = images(4)
+    for name, through_y_only in (("msvae", True), ("msvae_c_in", False), ("msvae_c", False)):
+        model, _, _ = make(name)
+        y = poutine.trace(model).get_trace(x).nodes["y"]["value"]
+        z = torch.randn(4, 2)
+        a = x_log_prob(model, x, {"c": torch.randn(4, 3), "y": y, "z": z})
+        b = x_log_prob(model, x, {"c": torch.randn(4, 3) * 5, "y": y, "z": z})
+        assert torch.equal(a, b) == through_y_only, name
+
+
+def test_inject_switch_z_enters_only_through_adain_or_only_through_the_input():
+    x = images(4)
+    for name, adain_only in (("msvae_c_in", True), ("msvae_c", False)):
+        model, _, _ = make(name)
+        for m in model.decoder.modules():  # silence every AdaIN style map
+            if isinstance(m, AdaIN) and m.style_dim > 0:
+                nn.init.zeros_(m.style.weight)
+                nn.init.zeros_(m.style.bias)
+        c = torch.randn(4, 3)
+        y = model.first_stage_mean(c)
+        a = x_log_prob(model, x, {"c": c, "y": y, "z": torch.randn(4, 2)})
+        b = x_log_prob(model, x, {"c": c, "y": y, "z": torch.randn(4, 2) * 4})
+        assert torch.allclose(a, b) == adain_only, name
+
+
+def test_order_switch_puts_z_first():
+    model, guide, loss = make("msvae_zc")
+    x = images(4)
+    tr = poutine.trace(model).get_trace(x)
+    assert sample_sites(tr) == ["z", "y", "c", "x"]
+    deps = get_dependencies(model, (x,))["prior_dependencies"]
+    assert deps["c"] == {"c": set()}
+    z = tr.nodes["z"]["value"]
+    assert torch.allclose(tr.nodes["y"]["value"], model.stage_one.likelihood.mean(model.stage_one.decoder(z)))
+    assert loss.sites == ("c",) and set(poutine.trace(guide).get_trace(x).nodes) >= {"z", "c"}
+
+
+# -- M1–M4 (§4, Appendix G) ----------------------------------------------------------------------
+def test_normalised_code_mi_matches_sklearn_per_dimension():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2000, 3))
+    b = a + rng.normal(size=(2000, 3)) * np.array([0.1, 1.0, 10.0])
+    da, db = discretize(a), discretize(b)
+    by_hand = np.mean([mutual_info_score(da[:, i], db[:, i]) / mutual_info_score(da[:, i], da[:, i])
+                       for i in range(3)])
+    assert normalised_code_mi(a, b) == pytest.approx(by_hand, rel=1e-9)
+    assert normalised_code_mi(a, 2 * a + 1) == pytest.approx(1.0)  # an affine copy keeps every bin
+    assert normalised_code_mi(a, rng.normal(size=(2000, 3))) < 0.05
+
+
+class _Linear(nn.Module):
+    """x ↦ x·W with a fixed matrix; returns (loc, scale) when ``head``."""
+
+    def __init__(self, weight, head=False):
+        super().__init__()
+        self.register_buffer("weight", torch.as_tensor(weight, dtype=torch.float32))
+        self.head = head
+
+    def forward(self, v):
+        out = v @ self.weight
+        return (out, torch.ones_like(out)) if self.head else out
+
+
+class _G(nn.Module):
+    condition = "y"
+
+    def __init__(self, uses_y):
+        super().__init__()
+        self.uses_y = uses_y
+
+    def forward(self, y, z):
+        # copies Y (ignoring Z), or writes Z into both coordinates (ignoring Y)
+        return y + 0 * z if self.uses_y else torch.cat([z, z], -1)
+
+
+def constructed_msvae(uses_y):
+    """x = (a, a): E reads x₁, stage one decodes c to y = (c, 0), R reads (x − y)₂ = a."""
+    stage_one = nn.Module()
+    stage_one.prior, stage_one.latent_dim = StandardNormalPrior(1), 1
+    stage_one.decoder, stage_one.likelihood = _Linear([[1.0, 0.0]]), GaussianLikelihood()
+    stage_one_guide = nn.Module()
+    stage_one_guide.encoder = _Linear([[1.0], [0.0]], head=True)
+    model = MSVAEModel(stage_one, _G(uses_y), 1, likelihood=GaussianLikelihood())
+    guide = MSVAEGuide(stage_one_guide, _Linear([[0.0], [1.0]], head=True), model)
+    return model, guide
+
+
+def test_m1_to_m4_on_constructed_decoders():
+    a = torch.randn(4000, 1)
+    x = torch.cat([a, a], 1)
+    gen = torch.Generator().manual_seed(0)
+    m = conditioning_measures(conditioning_codes(*constructed_msvae(True), x, gen))
+    # G copies Y: every reconstruction re-encodes to C_R; a random Y′ carries nothing of x.
+    assert m["M1"] == pytest.approx(1) and m["M2"] == pytest.approx(1) and m["M3"] == pytest.approx(1)
+    assert m["M4"] < 0.05
+    m = conditioning_measures(conditioning_codes(*constructed_msvae(False), x, gen))
+    # G uses only Z (which here encodes x): M3 collapses, M4 stays high (§4's warning case).
+    assert m["M1"] == pytest.approx(1) and m["M2"] == pytest.approx(1)
+    assert m["M3"] < 0.05 and m["M4"] == pytest.approx(1)
+
+
+# -- downstream MLP ----------------------------------------------------------------------------
+def test_mlp_probe_reads_a_factor_in_c_and_not_noise():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 600)
+    c = labels[:, None] + 0.05 * rng.normal(size=(600, 2))
+    z = rng.normal(size=(600, 2))
+    assert mlp_accuracy(c[:400], labels[:400], c[400:], labels[400:], hidden=(16,)) > 0.95
+    table = downstream_table({"c": c[:400], "z": z[:400]}, {"c": c[400:], "z": z[400:]},
+                             labels[:400, None], labels[400:, None], hidden=(16,))
+    assert table["C"][0] > 0.95 and table["C+Z"][0] > 0.9 and table["Z"][0] < 0.5
+
+
+def test_big_baseline_matches_parameter_count_and_traversal_codes():
+    model, guide, _ = make("msvae")
+    target = count_parameters(model, guide)
+    big, big_guide, _, _ = big_family_pair("betatc", {"latent_dim": 5}, SHAPE, N, target, blocks=1)
+    assert abs(count_parameters(big, big_guide) - target) / target < 0.05
+    codes = traversal_codes(torch.zeros(4), [1, 3], limit=2.0, steps=5)
+    assert codes.shape == (10, 4) and torch.equal(codes[:5, 1], torch.linspace(-2, 2, 5))
+    assert (codes[:5, [0, 2, 3]] == 0).all() and torch.equal(codes[5:, 3], torch.linspace(-2, 2, 5))
