@@ -142,3 +142,4 @@ def load_run(run_dir, device="cpu") -> Run:
 
 # Objectives defined in their own modules register themselves on import.
 from . import vitae  # noqa: E402,F401  (vitae_u, vitae_c)
+from . import elbo_models  # noqa: E402,F401  (beta, capacity, betatc, factor, dip1, dip2, info)
