@@ -1,7 +1,6 @@
 """MS-VAE: AdaIN, the trace's D-separation, frozen stage one, the ablation switches, M1–M4, MLP probes."""
 
 import numpy as np
-import pyro
 import pytest
 import torch
 from pyro import poutine
