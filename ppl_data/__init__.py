@@ -40,3 +40,6 @@ def load(name: str, **kwargs) -> Data:
 
 __all__ = ["Data", "DataError", "GroundTruthData", "Subset", "TensorData", "DSprites", "digits",
            "two_moons", "mnist", "image_folder", "read_idx", "load", "available", "register"]
+
+from .sprites import SpritePairs, Sprites  # noqa: E402  (issue 10: sprite pairs/triplets)
+register("sprites", Sprites)

@@ -1,0 +1,291 @@
+"""Robust pose/appearance disentangling (Esser et al. 2019): MI classifiers T, T′, adaptive γ, λ.
+
+The loss for the generative networks (eq. 19) is L = L_rec + L_VB + L_MI:
+
+* L_rec + L_VB is the ELBO of :class:`ppl_models.robust.PoseAppearanceModel` with the pose KL
+  weighted by γ (eqs. 20-21) — ``RobustELBO`` passes γ to model and guide as ``pose_scale``;
+* L_MI (eq. 22) is the augmented-Lagrangian penalty on I_T(π, α) ≤ ε, added with the
+  :meth:`~inference.elbo.TermsELBO.penalty` hook. α is detached there, so E_α and D are trained on
+  L_rec alone and E_π on the full L (§3.5): D never sees L_VB or L_MI, E_α never sees L_MI.
+
+After each generative step (:meth:`RobustELBO.after_step`, called by ``inference.fit``) T and T′
+take one step of the classification objective eq. (10)-(11) on the step's detached (π, α), then
+γ (eq. 18, or eq. 24 for the variational ablation) and λ (eq. 23) are updated — all on the device
+as tensors, with no host synchronisation. T′'s estimate is computed without gradients and only
+ever enters γ's update, never a loss the encoder sees.
+
+References
+[1] Esser, Haux, Ommer. Unsupervised Robust Disentangling of Latent Characteristics for Image
+    Synthesis. ICCV 2019, §3.3-3.5, §4.1. arXiv:1910.10223
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from guides.nets import MLPEncoder, make_encoder
+from guides.robust import PointEncoder, PoseAppearanceGuide
+from ppl_models.nets import MLPDecoder, make_decoder, mlp
+from ppl_models.robust import PoseAppearanceModel
+
+from .elbo import TermsELBO
+from .errors import ConfigError
+
+# Defaults. ε is stated by the paper (Table 1: ε = 0.125); the others are not, and come from the
+# authors' code (github.com/CompVis/robust-disentangling, rodi/pt/losses.py): μ = 0.1, λ₀ = 0,
+# γ₀ = 1 (its KL weight), l_γ = 0.01, b_γ = 0.01, 1000 warm-up steps before the constraint and the
+# multiplier updates start, classifier learning rate 2× the generator's.
+EPSILON = 0.125
+MU = 0.1
+LAMBDA_INIT = 0.0
+GAMMA_INIT = 1.0
+L_GAMMA = 0.01
+B_GAMMA = 0.01
+WARMUP_STEPS = 1000
+BETA = 4.0  # β-VAE baseline: the paper gives no β; 4 is Higgins et al. (2017)'s value for 2-D shapes
+
+#: Variants of Esser et al. §4.1 / Table 1: (L_MI in the loss, γ rule, b_γ override, fixed γ).
+VARIANTS = {
+    "full": (True, "eq18", None, None),           # e) the full model
+    "variational": (False, "eq24", None, None),   # a) no L_MI, γ from eq. (24)
+    "adversarial": (True, "fixed", None, 0.0),    # b) no L_VB (γ = 0)
+    "no_bias": (True, "eq18", 0.0, None),         # c) b_γ = 0
+    "fixed_gamma": (True, "fixed", None, 1.0),    # d) γ = 1 fixed
+    "beta_vae": (False, "fixed", None, BETA),     # β-VAE objective (Higgins et al. 2017)
+}
+
+
+# -- the equations, as plain tensor functions ------------------------------------------------
+def mi_constraint_loss(i_t, lam, mu: float, eps: float):
+    """L_MI of eq. (22): λ(I_T − ε) + μ/2 (I_T − ε)² if I_T − ε ≥ −λ/μ, else −λ²/(2μ)."""
+    c = i_t - eps
+    return torch.where(c >= -lam / mu, lam * c + 0.5 * mu * c * c, -lam * lam / (2.0 * mu))
+
+
+def lambda_update(lam, i_t, mu: float, eps: float):
+    """Eq. (23): λ ← max(0, λ + μ (I_T − ε))."""
+    return (lam + mu * (i_t - eps)).clamp(min=0.0)
+
+
+def gamma_update(gamma, i_t_prime, i_t, l_gamma: float, b_gamma: float):
+    """Eq. (18): γ ← max(0, γ + l_γ (I_T′ − I_T − b_γ))."""
+    return (gamma + l_gamma * (i_t_prime - i_t - b_gamma)).clamp(min=0.0)
+
+
+def gamma_update_variational(gamma, i_t_prime, l_gamma: float, eps: float):
+    """Eq. (24), the ablation without L_MI: γ ← max(0, γ + l_γ (I_T′ − ε))."""
+    return (gamma + l_gamma * (i_t_prime - eps)).clamp(min=0.0)
+
+
+class MIClassifier(nn.Module):
+    """T(π, α): a real number, the logit that (π, α) was drawn from the joint (§3.3)."""
+
+    def __init__(self, pose_dim: int, appearance_dim: int, hidden=(256, 256)):
+        super().__init__()
+        self.net = mlp([pose_dim + appearance_dim, *hidden, 1])
+
+    def forward(self, pose, appearance):
+        return self.net(torch.cat([pose, appearance], -1)).squeeze(-1)
+
+
+def product_of_marginals(appearance):
+    """α of another item for each π: the batch rolled by one (a permutation without fixed points)."""
+    return appearance.roll(1, dims=0)
+
+
+def classifier_loss(classifier, pose, appearance):
+    """Negative of eq. (10)-(11): −E_joint log σ(T) − E_marginals log(1 − σ(T))."""
+    joint = classifier(pose, appearance)
+    marginal = classifier(pose, product_of_marginals(appearance))
+    return F.softplus(-joint).mean() + F.softplus(marginal).mean()
+
+
+def mi_estimate(classifier, pose, appearance):
+    """I_T = E_{(π, α) ~ p(π, α)} T(π, α), eq. (12)."""
+    return classifier(pose, appearance).mean()
+
+
+# -- the ELBO ---------------------------------------------------------------------------------
+class RobustELBO(TermsELBO):
+    """L = L_rec + γ KL + L_MI (eq. 19) for the pose/appearance pair, with T, T′, γ, λ as its state.
+
+    :param str variant: one of :data:`VARIANTS` (``"full"`` is the paper's model).
+    :param float epsilon: ε of constraint (5)/(14).
+    :param float mu: μ of the augmented Lagrangian (eq. 22).
+    :param float l_gamma, b_gamma: learning rate and bias of γ (eq. 18).
+    :param int warmup_steps: steps before L_MI and the multiplier updates switch on (T learns first).
+    :param float classifier_lr: Adam learning rate of T and T′.
+    """
+
+    def __init__(self, pose_dim: int, appearance_dim: int, variant: str = "full",
+                 epsilon: float = EPSILON, mu: float = MU, lambda_init: float = LAMBDA_INIT,
+                 gamma_init: float = GAMMA_INIT, l_gamma: float = L_GAMMA, b_gamma: float = B_GAMMA,
+                 warmup_steps: int = WARMUP_STEPS, classifier_lr: float = 4e-4,
+                 classifier_hidden=(256, 256), beta: float = BETA):
+        super().__init__(sites=("pose",))
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        for name, value in (("mu", mu), ("classifier_lr", classifier_lr)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for name, value in (("epsilon", epsilon), ("lambda_init", lambda_init), ("gamma_init", gamma_init),
+                            ("l_gamma", l_gamma), ("b_gamma", b_gamma), ("warmup_steps", warmup_steps)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        self.variant = variant
+        self.use_mi, self.gamma_rule, b_override, fixed_gamma = VARIANTS[variant]
+        if variant == "beta_vae":
+            fixed_gamma = beta
+        self.epsilon, self.mu, self.l_gamma = float(epsilon), float(mu), float(l_gamma)
+        self.b_gamma = float(b_gamma if b_override is None else b_override)
+        self.warmup_steps = int(warmup_steps)
+        self.T = MIClassifier(pose_dim, appearance_dim, classifier_hidden)
+        self.T_prime = MIClassifier(pose_dim, appearance_dim, classifier_hidden)
+        self.classifier_lr = float(classifier_lr)
+        self.optimizer = torch.optim.Adam(
+            list(self.T.parameters()) + list(self.T_prime.parameters()), lr=self.classifier_lr)
+        g0 = gamma_init if fixed_gamma is None else fixed_gamma
+        self.gamma = torch.tensor(float(g0))
+        self.lam = torch.tensor(float(lambda_init))
+        self.step = torch.tensor(0)
+        self._stash = None
+
+    def to(self, device):
+        self.T.to(device)
+        self.T_prime.to(device)
+        self.gamma, self.lam, self.step = (t.to(device) for t in (self.gamma, self.lam, self.step))
+        return self
+
+    def warm(self):
+        """1.0 once ``warmup_steps`` steps have been taken, else 0.0 (a tensor: no host sync)."""
+        return (self.step >= self.warmup_steps).to(self.gamma.dtype)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        kwargs.setdefault("pose_scale", self.gamma.detach().clone())
+        return super().differentiable_loss(model, guide, *args, **kwargs)
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        kwargs.setdefault("pose_scale", self.gamma.detach().clone())
+        return super().loss_and_grads(model, guide, *args, **kwargs)
+
+    def penalty(self, model_trace, guide_trace, info):
+        pose = guide_trace.nodes["pose"]["value"]
+        appearance = guide_trace.nodes["appearance"]["value"]
+        # α detached: L_MI trains E_π only (§3.5). T's parameters get gradients here too, but they are
+        # not in the generative optimiser and are zeroed before T's own step.
+        i_t = mi_estimate(self.T, pose, appearance.detach())
+        with torch.no_grad():  # T′ never reaches the encoder (§3.5)
+            i_t_prime = mi_estimate(self.T_prime, pose, appearance)
+        l_mi = mi_constraint_loss(i_t, self.lam, self.mu, self.epsilon) * self.warm()
+        extra = l_mi if self.use_mi else torch.zeros_like(l_mi)
+        self._stash = (pose.detach(), appearance.detach(), i_t.detach(), i_t_prime)
+        return extra, {"I_T": i_t, "I_T_prime": i_t_prime, "L_MI": l_mi, "gamma": self.gamma,
+                       "lambda": self.lam}
+
+    def after_step(self, model=None, guide=None, *args, **kwargs) -> None:
+        """One classifier step on the last (π, α), then the γ and λ updates (eqs. 18/24, 23)."""
+        if self._stash is None:
+            raise RuntimeError("after_step needs a loss evaluation first")
+        pose, appearance, i_t, i_t_prime = self._stash
+        self.classifier_step(pose, appearance)
+        self.update_multipliers(i_t, i_t_prime)
+        self._stash = None
+
+    def classifier_step(self, pose, appearance):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = classifier_loss(self.T, pose, appearance) + classifier_loss(self.T_prime, pose, appearance)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def update_multipliers(self, i_t, i_t_prime):
+        warm = self.warm() > 0
+        if self.use_mi:
+            self.lam = torch.where(warm, lambda_update(self.lam, i_t, self.mu, self.epsilon), self.lam)
+        if self.gamma_rule == "eq18":
+            new = gamma_update(self.gamma, i_t_prime, i_t, self.l_gamma, self.b_gamma)
+        elif self.gamma_rule == "eq24":
+            new = gamma_update_variational(self.gamma, i_t_prime, self.l_gamma, self.epsilon)
+        else:
+            new = self.gamma
+        self.gamma = torch.where(warm, new, self.gamma)
+        self.step = self.step + 1
+
+    def state_dict(self) -> dict:
+        return {"T": self.T.state_dict(), "T_prime": self.T_prime.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "gamma": self.gamma.detach().cpu(),
+                "lambda": self.lam.detach().cpu(), "step": self.step.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.gamma.device
+        self.T.load_state_dict(state["T"])
+        self.T_prime.load_state_dict(state["T_prime"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gamma = state["gamma"].to(device)
+        self.lam = state["lambda"].to(device)
+        self.step = state["step"].to(device)
+
+
+# -- evaluation (§4.1) ------------------------------------------------------------------------
+@torch.no_grad()
+def transfer(model, guide, x_appearance, x_pose):
+    """x̃2 = D(E_π(x3), E_α(x1)): appearance of ``x_appearance`` in the pose of ``x_pose``."""
+    pose, appearance = guide.encode(x_pose, x_appearance)
+    return model.decode(pose, appearance)
+
+
+@torch.no_grad()
+def transfer_errors(model, guide, x1, x2, x3, chunk: int = 500):
+    """Per-triplet mean squared error of x̃2 = D(E_π(x3), E_α(x1)) against the ground truth x2 (§4.1)."""
+    out = []
+    for i in range(0, len(x1), chunk):
+        sl = slice(i, i + chunk)
+        out.append((transfer(model, guide, x1[sl], x3[sl]) - x2[sl]).square().flatten(1).mean(1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def mi_estimates(loss: RobustELBO, guide, x1, x2):
+    """(I_T, I_T′) on pairs, at posterior draws of π as in training."""
+    loc, scale = guide.pose_encoder(x2)
+    pose = loc + scale * torch.randn_like(loc)
+    app = guide.appearance_encoder(x1)
+    return mi_estimate(loss.T, pose, app), mi_estimate(loss.T_prime, pose, app)
+
+
+# -- building the pair --------------------------------------------------------------------------
+POSE_DIM = 16        # the authors' code: 16 channels for π and for α
+APPEARANCE_DIM = 16
+MLP_HIDDEN = (512, 256)  # our choice for the small-image MLP nets (the foundation's 64-64 is too narrow)
+
+
+def robust_pair(data_shape, pose_dim: int = POSE_DIM, appearance_dim: int = APPEARANCE_DIM,
+                net: str = "auto", dataset_size: int | None = None, mlp_hidden=MLP_HIDDEN):
+    """Model (decoder D) and guide (E_π, E_α) for pairs of images shaped ``data_shape = (2, C, H, W)``.
+
+    ``net``: ``"conv64"`` (Burgess et al. 2018 nets, 64×64 images), ``"mlp"`` (encoder hidden sizes
+    ``mlp_hidden``, the decoder mirrored) or ``"auto"``.
+    """
+    data_shape = tuple(data_shape)
+    if len(data_shape) != 4 or data_shape[0] != 2:
+        raise ConfigError(f"pairs must be shaped (2, C, H, W), got data shape {data_shape}")
+    if pose_dim < 1 or appearance_dim < 1:
+        raise ConfigError(f"pose_dim and appearance_dim must be >= 1, got {pose_dim}, {appearance_dim}")
+    image = data_shape[1:]
+    try:
+        if net == "mlp" or (net == "auto" and image[1:] != (64, 64)):
+            decoder = MLPDecoder(pose_dim + appearance_dim, image, hidden=tuple(mlp_hidden)[::-1])
+            pose_enc = MLPEncoder(image, pose_dim, hidden=tuple(mlp_hidden))
+            app_enc = MLPEncoder(image, appearance_dim, hidden=tuple(mlp_hidden))
+        else:
+            decoder = make_decoder(net, pose_dim + appearance_dim, image)
+            pose_enc = make_encoder(net, image, pose_dim)
+            app_enc = make_encoder(net, image, appearance_dim)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    model = PoseAppearanceModel(decoder, pose_dim, appearance_dim, dataset_size=dataset_size)
+    guide = PoseAppearanceGuide(pose_enc, PointEncoder(app_enc), dataset_size=dataset_size)
+    return model, guide
