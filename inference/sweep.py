@@ -621,7 +621,8 @@ def series_of(study: Study, rows) -> dict:
     out = {}
     for key, members in groups.items():
         varies = [c for c in candidates if len({json.dumps(m.get(c)) for m in members}) > 1]
-        x = next((c for c in varies if all(isinstance(m.get(c), (int, float)) for m in members)), None)
+        numeric_in = [c for c in candidates if all(isinstance(m.get(c), (int, float)) for m in members)]
+        x = next((c for c in varies if c in numeric_in), numeric_in[0] if numeric_in else None)
         if x is None:
             continue
         extra = [k for k in numeric if k != x and len({json.dumps(m.get(k)) for m in members}) > 1]
