@@ -97,7 +97,7 @@ def draw(results: dict, data, path: Path) -> None:
             ax.scatter(*x.T, s=1, c="lightgrey")
             ax.scatter(*r[key].T, s=3, c="tab:green" if col == 1 else "tab:red")
             on = r["prior_on_manifold" if col == 1 else "lpgen_on_manifold"]
-            ax.set_title(f"{name}: {title} ({100 * on:.0f}% on the data)")
+            ax.set_title(f"{name}: {title}\n({100 * on:.0f}% within {ON_MANIFOLD} of data)", fontsize=9)
             ax.set_xlim(0, 1), ax.set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
