@@ -43,3 +43,5 @@ __all__ = ["Data", "DataError", "GroundTruthData", "Subset", "TensorData", "DSpr
 
 from .sprites import SpritePairs, Sprites  # noqa: E402  (issue 10: sprite pairs/triplets)
 register("sprites", Sprites)
+from .textured import TexturedShapes, cars3d, smallnorb  # noqa: E402  (issue 8: MS-VAE data)
+register("textured_shapes", TexturedShapes); register("smallnorb", smallnorb); register("cars3d", cars3d)  # noqa: E702
