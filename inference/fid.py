@@ -163,7 +163,8 @@ def fid_kid(images_a: torch.Tensor, images_b: torch.Tensor, net: FeatureNet | No
 @torch.no_grad()
 def reconstruction_error(model, guide, x: torch.Tensor, site: str | None = None) -> dict:
     """Mean per-element L1 and L2 (squared) error of the decoded posterior mean against ``x``."""
-    post = guide.posterior(x)
-    loc = post[site or next(iter(post))][0]
+    from .posterior import posterior_code
+
+    loc = posterior_code(guide, x, site)[0]
     r = model.decode(loc).reshape(x.shape)
     return {"l1": float((r - x).abs().mean()), "l2": float((r - x).square().mean())}

@@ -19,10 +19,13 @@ def save_grid(images: torch.Tensor, path, nrow: int = 8, pad_value: float = 0.5)
 
 
 @torch.no_grad()
-def reconstructions(model, guide, x: torch.Tensor, site: str = "z") -> torch.Tensor:
-    """Rows of inputs over rows of their reconstructions at the posterior mean."""
-    loc, _ = guide.posterior(x)[site]
-    return torch.cat([x, model.decode(loc)])
+def reconstructions(model, guide, x: torch.Tensor, site: str | None = None) -> torch.Tensor:
+    """Rows of inputs over rows of their reconstructions at the posterior mean (of every latent site
+    concatenated, see :func:`inference.posterior.posterior_code`, or of ``site``)."""
+    from .posterior import posterior_code
+
+    loc, _ = posterior_code(guide, x, site)
+    return torch.cat([x, model.decode(loc).reshape(x.shape)])
 
 
 @torch.no_grad()
@@ -46,8 +49,9 @@ def traversals(model, guide, x: torch.Tensor, site: str | None = None, limit: fl
 
     Returns ``(D · steps, C, H, W)`` decoded means, to save with ``nrow=steps``.
     """
-    post = guide.posterior(x[:1])
-    loc = post[site or next(iter(post))][0][0]  # (D,)
+    from .posterior import posterior_code
+
+    loc = posterior_code(guide, x[:1], site)[0][0]  # (D,): every latent site, concatenated
     d = loc.shape[0]
     values = torch.linspace(-limit, limit, steps, device=loc.device)
     z = loc.repeat(d, steps, 1)  # (D, steps, D)

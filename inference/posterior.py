@@ -28,6 +28,23 @@ def _device(module):
 
 
 @torch.no_grad()
+def posterior_code(guide, x: torch.Tensor, site: str | None = None):
+    """``(loc, scale)`` of the whole code of a batch: the guide's posterior sites concatenated in the
+    order ``guide.posterior`` lists them (or one ``site``).
+
+    This is the code ``model.decode`` takes (VITAE: ``[z_persp, z_app]``), and the representation
+    the metrics score, so models with several latent sites work wherever one with ``z`` does.
+    """
+    post = guide.posterior(x)
+    if site is not None:
+        if site not in post:
+            raise ValueError(f"the guide has no latent site {site!r}; it has {list(post)}")
+        return post[site]
+    locs, scales = zip(*post.values())
+    return torch.cat(locs, dim=-1), torch.cat(scales, dim=-1)
+
+
+@torch.no_grad()
 def encode(guide, data, batch_size: int = 256, device=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{site: (loc (N, d), scale (N, d))}`` of ``guide.posterior`` over a tensor or a dataset."""
     device = device or _device(guide)

@@ -34,7 +34,7 @@ from inference.fid import fid_kid, reconstruction_error  # noqa: E402
 from inference.likelihood import log_likelihood  # noqa: E402
 from inference.pictures import (mi_heatmap, prior_samples, reconstructions, save_grid,  # noqa: E402
                                 traversals)
-from inference.posterior import to_inferencedata  # noqa: E402
+from inference.posterior import posterior_code, to_inferencedata  # noqa: E402
 from inference.svi import CONFIG, SUMMARY  # noqa: E402
 
 #: Sample sizes. "full" is disentanglement_lib's (Locatello et al. 2019, metric gin configs);
@@ -94,16 +94,18 @@ class Evaluation:
         self.train, self.test = self.data.split(0.1, seed=0)
         x0 = self.test.batch(torch.arange(1), device=self.device)[0]
         with torch.no_grad():
-            self.site = next(iter(self.guide.posterior(x0)))
+            # Every latent site, concatenated in the guide's order: what model.decode takes.
+            self.site = None
+            sites = list(self.guide.posterior(x0))
         self.report = {"run_dir": str(run_dir), "model": self.config.get("model"),
-                       "data": self.config.get("data"), "latent_site": self.site,
+                       "data": self.config.get("data"), "latent_site": "+".join(sites),
                        "step": self.run.step, "mode": "full" if full else "quick",
                        "sizes": dict(self.sizes), "metrics": {}, "skipped": [], "files": [],
                        "seconds": {}}
 
     # -- helpers --------------------------------------------------------------------------------
     def represent(self, x):
-        return self.guide.posterior(x)[self.site][0]
+        return posterior_code(self.guide, x)[0]
 
     def gen(self, offset: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1000 + offset)
