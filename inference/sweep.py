@@ -424,6 +424,8 @@ def run_trial(config: dict) -> dict:
 def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
              log_to_driver: bool = True, ship_code: bool = False):
     """Join the cluster at ``address``, or start a local Ray with this machine's CPUs."""
+    # Offline by design: Ray's usage report would try to reach its server.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
