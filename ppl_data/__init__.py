@@ -45,3 +45,4 @@ from .sprites import SpritePairs, Sprites  # noqa: E402  (issue 10: sprite pairs
 register("sprites", Sprites)
 from .textured import TexturedShapes, cars3d, smallnorb  # noqa: E402  (issue 8: MS-VAE data)
 register("textured_shapes", TexturedShapes); register("smallnorb", smallnorb); register("cars3d", cars3d)  # noqa: E702
+from .pendulum import PendulumPairs; register("pendulum", PendulumPairs)  # noqa: E402,E702  (issue 9: MS-VAE appendix C)
