@@ -14,7 +14,7 @@ from guides.vitae import CVITAEGuide, UVITAEGuide
 from ppl_models.likelihoods import make_likelihood
 from ppl_models.nets import MLPDecoder
 from ppl_models.spatial import TRANSFORMERS, make_transformer
-from ppl_models.vitae import VITAEModel, perspective_decoder
+from ppl_models.vitae import VITAEModel, canonical_shape, perspective_decoder
 
 from .build import ModelSpec, register_model
 from .elbo import TermsELBO
@@ -30,6 +30,12 @@ VITAE_PARAMS = {
     "transformer": "affine_diffeo",  # supplement §3: the most stable parametrisation
     "cpab_tessellation": "2,4",  # supplement §2 (SMPL): [2, 4], zero boundary -> dim θ = 30
     "beta": 1.0,
+    # Side of the appearance decoder's canonical frame as a fraction of the image's (1 = the whole
+    # frame, the paper). Below 1 the canonical image is drawn at the centre and zero-padded, so the
+    # appearance path cannot place a small sprite anywhere: position must come from T_θ (ours).
+    "canonical_fraction": 1.0,
+    # Width multiplier of the appearance encoder/decoder hidden layers (1 = the supplement's sizes).
+    "app_width": 1,
 }
 
 
@@ -63,11 +69,20 @@ def vitae_pair(config: dict, data_shape, dataset_size: int, conditional: bool):
         likelihood = make_likelihood(config["likelihood"], config["obs_scale"])
     except (ValueError, ImportError) as err:
         raise ConfigError(str(err)) from None
-    app_decoder = MLPDecoder(da, data_shape, APP_DECODER)
+    try:
+        canonical = canonical_shape(data_shape, float(config["canonical_fraction"]))
+    except (TypeError, ValueError):
+        raise ConfigError(f"canonical_fraction must be a number in (0, 1], got "
+                          f"{config['canonical_fraction']!r}") from None
+    width = int(config["app_width"])
+    if width < 1:
+        raise ConfigError(f"app_width must be an integer >= 1, got {config['app_width']!r}")
+    app_decoder = MLPDecoder(da, canonical, tuple(width * h for h in APP_DECODER))
     persp_dec = perspective_decoder(dp, transformer.dim, PERSP_DECODER)
-    model = VITAEModel(app_decoder, persp_dec, transformer, dp, da, dataset_size, likelihood)
+    model = VITAEModel(app_decoder, persp_dec, transformer, dp, da, dataset_size, likelihood,
+                       canvas=tuple(data_shape[1:]))
     persp_enc = MLPEncoder(data_shape, dp, PERSP_ENCODER)
-    app_enc = MLPEncoder(data_shape, da, APP_ENCODER)
+    app_enc = MLPEncoder(data_shape, da, tuple(width * h for h in APP_ENCODER))
     if conditional:
         guide = CVITAEGuide(persp_enc, app_enc, persp_dec, transformer, dataset_size)
     else:

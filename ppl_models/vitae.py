@@ -23,6 +23,7 @@ from __future__ import annotations
 import pyro
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .likelihoods import BernoulliLikelihood
 from .nets import MLPDecoder
@@ -32,6 +33,15 @@ from .spatial import SpatialTransformer
 
 PERSP, APP = "z_persp", "z_app"
 LOGIT_EPS = 1e-5  # warped probabilities are clamped to [eps, 1 − eps] before the logit
+
+
+def canonical_shape(data_shape, fraction: float):
+    """``(C, h, w)`` of a canonical frame covering ``fraction`` of each side, centred (same parity)."""
+    c, h, w = (int(s) for s in data_shape)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"canonical_fraction must be in (0, 1], got {fraction!r}")
+    pad_h, pad_w = round((1 - fraction) * h / 2), round((1 - fraction) * w / 2)
+    return c, max(h - 2 * pad_h, 1), max(w - 2 * pad_w, 1)
 
 
 def perspective_decoder(persp_dim: int, theta_dim: int, hidden=(24, 24)) -> MLPDecoder:
@@ -50,11 +60,15 @@ class VITAEModel(nn.Module):
         (logits for the Bernoulli likelihood).
     :param persp_decoder: z_persp ``(B, d_P)`` -> θ ``(B, transformer.dim)``.
     :param transformer: a :class:`~ppl_models.spatial.SpatialTransformer`.
+    :param canvas: ``(H, W)`` of the data when the appearance decoder draws a smaller canonical frame
+        ``(C, h, w)``: its mean image is placed at the centre of an H×W canvas of zeros (background)
+        before the warp, so position can only come from T_θ (ours, for small sprites; ``None``: the
+        decoder draws the whole frame, as in the paper).
     """
 
     def __init__(self, app_decoder: nn.Module, persp_decoder: nn.Module, transformer: SpatialTransformer,
                  persp_dim: int, app_dim: int, dataset_size: int | None = None, likelihood=None,
-                 persp_prior: nn.Module | None = None, app_prior: nn.Module | None = None):
+                 persp_prior: nn.Module | None = None, app_prior: nn.Module | None = None, canvas=None):
         super().__init__()
         self.app_decoder = app_decoder
         self.persp_decoder = persp_decoder
@@ -64,14 +78,19 @@ class VITAEModel(nn.Module):
         self.likelihood = likelihood or BernoulliLikelihood()
         self.persp_prior = persp_prior if persp_prior is not None else StandardNormalPrior(persp_dim)
         self.app_prior = app_prior if app_prior is not None else StandardNormalPrior(app_dim)
+        self.canvas = None if canvas is None else (int(canvas[0]), int(canvas[1]))
 
     # -- the pieces of the story --------------------------------------------------------------
     def theta(self, z_persp: torch.Tensor) -> torch.Tensor:
         return self.persp_decoder(z_persp)
 
     def canonical(self, z_app: torch.Tensor) -> torch.Tensor:
-        """Mean image of the appearance in the canonical frame."""
-        return self.likelihood.mean(self.app_decoder(z_app))
+        """Mean image of the appearance in the canonical frame (zero-padded to ``canvas`` if set)."""
+        mean = self.likelihood.mean(self.app_decoder(z_app))
+        if self.canvas is None or tuple(mean.shape[-2:]) == self.canvas:
+            return mean
+        dh, dw = self.canvas[0] - mean.shape[-2], self.canvas[1] - mean.shape[-1]
+        return F.pad(mean, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
 
     def output(self, z_persp: torch.Tensor, z_app: torch.Tensor) -> torch.Tensor:
         """Parameter of p(x | z_A, z_P): logits (Bernoulli) or mean (Gaussian) of T_θ[canonical]."""

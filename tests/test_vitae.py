@@ -165,3 +165,121 @@ def test_histogram_mutual_information_matches_sklearn():
     binned = torch.bucketize(codes[:, 0], edges[1:-1])
     assert mi[0, 0] == pytest.approx(mutual_info_score(factors[:, 0].numpy(), binned.numpy()), rel=1e-4)
     assert mi[0, 0] > 1.0 and mi[1, 0] < 0.05 and mi[0, 1] < 0.05  # informative vs independent
+
+
+# -- the swap measurement on hand-made answers ---------------------------------------------------
+def _sprites(n=40, seed=0):
+    """DSprites at 32 px, large sprites (scale index 5) so that shapes are legible; all 3 shapes."""
+    import ppl_data
+
+    sim = ppl_data.DSprites(resolution=32)
+    gen = torch.Generator().manual_seed(seed)
+    f = sim.sample_factors(n, gen)
+    f[:, 0] = torch.arange(n) % 3
+    f[:, 1] = 5
+    f[:, 2] = torch.randint(0, 10, (n,), generator=gen)  # orientations up to 90°
+    return sim, f
+
+
+def test_centroids_and_shape_reader_against_direct_computation():
+    script = _script()
+    sim, f = _sprites()
+    x = sim.images(f)
+    # Centroid: the mean (col, row) of the lit pixels of a binary image, by a plain loop.
+    for i in range(0, len(x), 7):
+        rows, cols = torch.nonzero(x[i, 0], as_tuple=True)
+        assert torch.allclose(script.centroids(x[i:i + 1])[0], torch.stack([cols, rows]).double().mean(1).float(),
+                              atol=1e-4)
+    # Centring moves each centroid to the middle pixel (15.5, 15.5) of a 32 px image.
+    assert torch.allclose(script.centroids(script.centred(x)), torch.full((len(x), 2), 15.5), atol=0.3)
+    read = script.ShapeReader(sim, "cpu")
+    assert (read(x) == f[:, 0]).all()  # legible sprites: the reader is exact
+
+
+class OracleGuide(nn.Module):
+    """Knows the factors of every stored image: z_persp = pose factors, z_app = shape (or swapped roles)."""
+
+    def __init__(self, images, factors, roles_swapped=False):
+        super().__init__()
+        self.images, self.factors, self.roles_swapped = images.flatten(1), factors.float(), roles_swapped
+
+    def posterior(self, x):
+        f = self.factors[torch.cdist(x.flatten(1), self.images).argmin(1)]
+        pose, shape = f[:, 1:], f[:, :1]
+        if self.roles_swapped:  # a failed split: the appearance code carries the pose and vice versa
+            pose, shape = shape, pose
+        return {"z_persp": (pose, torch.ones_like(pose)), "z_app": (shape, torch.ones_like(shape))}
+
+
+class OracleModel(nn.Module):
+    """decode_parts renders the sprite whose pose / shape the codes name."""
+
+    def __init__(self, sim, roles_swapped=False):
+        super().__init__()
+        self.sim, self.roles_swapped = sim, roles_swapped
+
+    def decode_parts(self, z_persp, z_app):
+        if self.roles_swapped:
+            z_persp, z_app = z_app, z_persp
+        return self.sim.images(torch.cat([z_app, z_persp], 1).round().long())
+
+
+@pytest.mark.parametrize("roles_swapped", [False, True])
+def test_swap_test_on_an_oracle_split(roles_swapped):
+    # Perfect split: the output is x1's shape in x2's pose -> at x2 and x1's shape for every pair.
+    # A model that puts pose in z_app and shape in z_persp gives x1's pose with x2's shape instead.
+    import ppl_data
+
+    script = _script()
+    sim, f = _sprites(200)
+    x = sim.images(f)
+    data = ppl_data.TensorData((x * 255).to(torch.uint8), f, sim.factor_names, sim.factor_sizes)
+    guide, model = OracleGuide(x, f, roles_swapped), OracleModel(sim, roles_swapped)
+    res = script.swap_test(model, guide, data, 100, "cpu", sim=sim)
+    xs, fs = next(script.eval_batches(data, 200, 200, "cpu"))
+    c1, c2 = script.centroids(xs[:100]), script.centroids(xs[100:])
+    moved = (c1 - c2).norm(dim=1) > 0.5  # pairs whose donors sit at different places
+    differ = fs[:100, 0] != fs[100:, 0]
+    assert res["shape_pairs"] == int(differ.sum()) > 50
+    # The reader errs on a sprite now and then (a rotated square read as a heart): ≤ 3 % here.
+    assert res["data_shape_read"] >= 0.97 and res["recon_shape_kept"] >= 0.97
+    kept, leaked = (res["shape_kept"], res["shape_from_pose_donor"])[::-1 if roles_swapped else 1]
+    assert kept >= 0.97 and leaked <= 0.03
+    if not roles_swapped:
+        assert res["closer_to_pose_donor"] == pytest.approx(float(moved.float().mean()), abs=0.03)
+        assert res["centroid_px_to_pose_donor"] < 1.0 < res["centroid_px_to_app_donor"]
+    else:
+        assert res["closer_to_pose_donor"] == 0.0
+        assert res["centroid_px_to_app_donor"] < 1.0 < res["centroid_px_to_pose_donor"]
+
+
+@pytest.mark.parametrize("key", ["vitae_u", "vitae_c"])
+def test_posterior_order_is_the_decode_concatenation(key):
+    # Generic pictures/evaluation decode torch.cat of the posterior locs in guide.posterior order.
+    model, guide, _ = build(resolve_config(key, {"persp_dim": 3, "app_dim": 3}), (1, 16, 16), 100)
+    with torch.no_grad():  # move θ off the identity so that the two parts cannot be confused
+        model.persp_decoder.net[-1].weight.normal_(0, 0.3)
+    post = guide.posterior(torch.rand(5, 1, 16, 16))
+    assert list(post) == ["z_persp", "z_app"]
+    z = torch.cat([loc for loc, _ in post.values()], -1)
+    assert z.shape == (5, 6)
+    assert torch.allclose(model.decode(z), model.decode_parts(post["z_persp"][0], post["z_app"][0]))
+    assert not torch.allclose(model.decode(z), model.decode(z.roll(3, dims=1)), atol=1e-3)  # order matters
+
+
+def test_canonical_window_is_zero_padded_at_the_centre():
+    # canonical_fraction f: the appearance is drawn on the central round(f·side) pixels (same parity).
+    from ppl_models.vitae import canonical_shape
+
+    assert canonical_shape((1, 32, 32), 0.4) == (1, 12, 12)  # pad round(9.6) = 10 on each side
+    assert canonical_shape((3, 28, 20), 1.0) == (3, 28, 20)
+    with pytest.raises(ConfigError, match="canonical_fraction"):
+        build(resolve_config("vitae_u", {"canonical_fraction": 1.5}), (1, 16, 16), 10)
+    model, _, _ = build(resolve_config("vitae_c", {"canonical_fraction": 0.4, "app_dim": 2}), (1, 32, 32), 10)
+    z_app = torch.randn(3, 2)
+    with torch.no_grad():
+        canon = model.canonical(z_app)
+        inner = torch.sigmoid(model.app_decoder(z_app))  # (3, 1, 12, 12)
+    assert canon.shape == (3, 1, 32, 32)
+    assert torch.allclose(canon[..., 10:22, 10:22], inner)
+    assert canon.sum() == pytest.approx(inner.sum().item(), rel=1e-5)  # zeros everywhere else
