@@ -38,7 +38,7 @@ PAPER_TRANSFORMERS = ("affine", "affine_decomp", "affine_diffeo")  # supplement 
 
 def settings(args) -> dict:
     if args.quick:
-        s = dict(steps=1000, batch_size=64, resolution=32, n_eval=2000, n_train=20000)  # ours, CPU (~6 min)
+        s = dict(steps=1000, batch_size=64, resolution=32, n_eval=2000, n_train=20000)  # ours, CPU (~4 min for the three affine ones)
     else:
         # Supplement §3: C-VITAE, Table 1 nets, batch 512, MNIST; 6·10⁴ iterations in Fig. 1 (bottom).
         s = dict(steps=60000, batch_size=512, resolution=64, n_eval=10000, n_train=200000)
