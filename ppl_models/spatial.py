@@ -194,6 +194,10 @@ class CPABTransformer(SpatialTransformer):
         self.dim = int(self._cpab.get_theta_dim())
 
     def points(self, theta, p):
+        # libcpab's expm counts squarings from each cell's Frobenius norm: at exactly zero velocity
+        # (θ = 0, where the perspective decoders start) its gradient is 0/0 = NaN and training dies
+        # after one step. Zero entries are nudged to 1e-7 (the identity to float precision).
+        theta = theta + 1e-7 * (theta == 0)  # additive: the gradient still flows to θ
         # libcpab works on [0, 1]² with points shaped (ndim, n) or (B, ndim, n).
         unit = ((p + 1) / 2).transpose(-1, -2)
         if unit.shape[0] == 1:

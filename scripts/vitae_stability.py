@@ -125,7 +125,7 @@ def main(argv=None):
                 # libcpab's expm indexes by a squaring count computed from ‖θ‖: NaN θ raises here.
                 if name != "cpab":
                     raise
-                row["diverged_at"] = f"CPAB integrator: {err}"
+                row["diverged_at"], row["error"] = "?, CPAB integrator got NaN θ", str(err)
             row["seconds"] = time.time() - t0
             results[name].append(row)
             print(f"{name} lr={lr:g}: {row}", flush=True)
