@@ -6,9 +6,11 @@ import pyro
 import pytest
 import torch
 
-from inference.robust import (RobustELBO, classifier_loss, gamma_update, gamma_update_variational,
-                              lambda_update, mi_constraint_loss, mi_estimate, MIClassifier,
-                              robust_pair, transfer_errors)
+from inference.errors import ConfigError
+from inference.robust import (RobustELBO, appearance_usage, classifier_loss, fitted_mi, gamma_update,
+                              gamma_update_variational, lambda_update, mi_constraint_loss, mi_estimate,
+                              MIClassifier, product_of_marginals, robust_pair, transfer_errors)
+from ppl_models.robust_nets import Conv32Decoder, Conv32Encoder
 from inference.svi import fit
 from ppl_data import SpritePairs, Sprites
 
@@ -259,3 +261,91 @@ def test_bad_settings_are_refused():
         RobustELBO(2, 2, variant="ours")
     with pytest.raises(ValueError, match="mu"):
         RobustELBO(2, 2, mu=0.0)
+
+
+def test_fitted_mi_matches_closed_form_on_held_out_gaussians():
+    """A fresh classifier on fixed codes: I ≈ −d/2 log(1 − ρ²) for correlated, ≈ 0 for independent."""
+    gen = torch.Generator().manual_seed(3)
+
+    def draw(n, rho, d=2):
+        pi = torch.randn(n, d, generator=gen)
+        return pi, rho * pi + math.sqrt(1 - rho ** 2) * torch.randn(n, d, generator=gen)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        est = fitted_mi(*draw(4000, 0.8), *draw(10_000, 0.8), steps=400, hidden=(32, 32), lr=1e-2,
+                        generator=gen)
+        zero = fitted_mi(*draw(4000, 0.0), *draw(10_000, 0.0), steps=400, hidden=(32, 32), lr=1e-2,
+                         generator=gen)
+    finally:
+        torch.set_num_threads(threads)
+    assert float(est) == pytest.approx(-math.log(1 - 0.8 ** 2), rel=0.15)
+    assert abs(float(zero)) < 0.05
+
+
+def test_product_of_marginals_rows_are_batch_rolls_without_fixed_points():
+    a = torch.arange(5.0)[:, None] * torch.ones(5, 2)
+    neg = product_of_marginals(a, negatives=4)
+    for k in range(1, 5):
+        assert torch.equal(neg[k - 1], a.roll(k, dims=0))  # item i paired with item i − k
+    assert not (neg == a[None]).all(-1).any()
+    with pytest.raises(ValueError, match="negatives"):
+        product_of_marginals(a, negatives=5)
+
+
+def test_classifier_loss_with_negatives_is_the_mean_over_rolled_batches():
+    """Eqs. (10)-(11) with the marginal expectation over K shuffles, against a loop over the shifts."""
+    torch.manual_seed(0)
+    T = MIClassifier(3, 2, hidden=(8,))
+    pi, alpha = torch.randn(7, 3), torch.randn(7, 2)
+    joint = -torch.nn.functional.logsigmoid(T(pi, alpha)).mean()
+    marg = torch.stack([-torch.log1p(-torch.sigmoid(T(pi, alpha.roll(k, 0)))).mean()
+                        for k in (1, 2, 3)]).mean()
+    assert classifier_loss(T, pi, alpha, negatives=3).item() == pytest.approx((joint + marg).item(), rel=1e-5)
+
+
+def test_appearance_usage_is_equal_when_the_decoder_ignores_alpha_and_counts_the_swap_otherwise():
+    class Guide:
+        def encode(self, x_pose, x_app):
+            return x_pose, x_app
+
+    class IgnoresAlpha:
+        def decode(self, pose, app):
+            return pose
+
+    class OnlyAlpha:
+        def decode(self, pose, app):
+            return app
+    x2 = torch.rand(4, 1, 2, 2)
+    x1 = torch.arange(4.0).reshape(4, 1, 1, 1).expand(4, 1, 2, 2)
+    recon, swapped = appearance_usage(IgnoresAlpha(), Guide(), x1, x2)
+    assert recon == 0 and swapped == 0
+    recon, swapped = appearance_usage(OnlyAlpha(), Guide(), x1, x1)
+    # swapped α is x1 of item i − 1: constant images differing by 1 (3 items) or 3 (item 0 gets item 3)
+    assert recon == 0 and swapped.item() == pytest.approx((3 * 1 + 9) / 4)
+
+
+def test_conv32_nets_pool_appearance_and_reconstruct_a_batch():
+    torch.manual_seed(0)
+    enc = Conv32Encoder(3, 4, pool=True)
+    x = torch.rand(2, 3, 32, 32)
+    loc, _ = enc(x)
+    h = enc.conv(x).mean((-2, -1))  # pooled features computed by hand
+    assert torch.allclose(loc, enc.head(enc.dense(h))[0], atol=1e-6)
+    # the pair trains: a few Adam steps on one batch lower the reconstruction error
+    model, guide = robust_pair((2, 3, 32, 32), net="auto", pose_dim=2, appearance_dim=2)
+    assert isinstance(model.decoder, Conv32Decoder) and guide.appearance_encoder.encoder.pool
+    pairs = torch.rand(4, 2, 3, 32, 32)
+    opt = torch.optim.Adam(list(model.parameters()) + list(guide.parameters()), lr=2e-3)
+    errs = []
+    for _ in range(30):
+        pose, app = guide.encode(pairs[:, 1], pairs[:, 0])
+        err = (model.decode_mean(pose, app) - pairs[:, 1]).square().mean()
+        opt.zero_grad()
+        err.backward()
+        opt.step()
+        errs.append(err.item())
+    assert errs[-1] < 0.5 * errs[0]
+    with pytest.raises(ConfigError, match="conv32"):
+        robust_pair((2, 3, 16, 16), net="conv32")
