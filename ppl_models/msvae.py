@@ -105,14 +105,23 @@ class ConditionalDecoder(nn.Module):
 
 
 class RefinedDecoder(nn.Module):
-    """code -> G(mean of ``decoder``(code)): a one-latent decoder as large as MS-VAE's two (big β-TCVAE)."""
+    """code -> G(mean of (``decoder``(code) + ``dense``(code))): a one-latent decoder as large as MS-VAE's two.
 
-    def __init__(self, decoder: nn.Module, refiner: ConditionalDecoder, mean=torch.sigmoid):
+    The big β-TCVAE's decoder (Appendix H): ``refiner`` is a Z-less G as wide as MS-VAE's, and
+    ``dense`` (optional) a one-hidden-layer dense path to the full-resolution logits whose width
+    makes up the rest of MS-VAE's parameter count — capacity at the pixels, at dense-layer cost.
+    """
+
+    def __init__(self, decoder: nn.Module, refiner: ConditionalDecoder, mean=torch.sigmoid,
+                 dense: nn.Module | None = None):
         super().__init__()
-        self.decoder, self.refiner, self.mean = decoder, refiner, mean
+        self.decoder, self.refiner, self.mean, self.dense = decoder, refiner, mean, dense
 
     def forward(self, code):
-        return self.refiner(self.mean(self.decoder(code)))
+        logits = self.decoder(code)
+        if self.dense is not None:
+            logits = logits + self.dense(code)
+        return self.refiner(self.mean(logits))
 
 
 class MSVAEModel(nn.Module):

@@ -239,8 +239,15 @@ def test_mlp_probe_reads_a_factor_in_c_and_not_noise():
 def test_big_baseline_matches_parameter_count_and_traversal_codes():
     model, guide, _ = make("msvae")
     target = count_parameters(model, guide)
-    big, big_guide, _, _ = big_family_pair("betatc", {"latent_dim": 5}, SHAPE, N, target, blocks=1)
+    big, big_guide, _, _ = big_family_pair("betatc", {"latent_dim": 5}, SHAPE, N, target, blocks=1, hidden=4)
     assert abs(count_parameters(big, big_guide) - target) / target < 0.05
+    # the matched capacity is dense: its convolutional refiner is no larger than MS-VAE's G ...
+    dec = big.decoder
+    assert count_parameters(dec.refiner) <= count_parameters(model.decoder) and dec.dense is not None
+    # ... and the decoder is G(mean(decoder(c) + dense(c))), computed here by hand
+    code = torch.randn(3, 5)
+    by_hand = dec.refiner(torch.sigmoid(dec.decoder(code) + dec.dense(code)))
+    assert torch.allclose(big.decode(code), torch.sigmoid(by_hand), atol=1e-6)
     codes = traversal_codes(torch.zeros(4), [1, 3], limit=2.0, steps=5)
     assert codes.shape == (10, 4) and torch.equal(codes[:5, 1], torch.linspace(-2, 2, 5))
     assert (codes[:5, [0, 2, 3]] == 0).all() and torch.equal(codes[5:, 3], torch.linspace(-2, 2, 5))
