@@ -347,12 +347,15 @@ def train(flags: dict, run_dir: str) -> str:
 
 
 def evaluate_run(run_dir: str, evaluate: dict) -> dict:
-    """evaluate.py's Evaluation on the chosen sections and sample sizes; writes report.json/.md."""
+    """``inference.evaluation.Evaluation`` (what evaluate.py runs) on the chosen sections and sample
+    sizes; writes report.json/.md."""
     import torch
 
-    ev_py = load_script("evaluate")
+    from . import metrics as M
+    from .evaluation import Evaluation, markdown
+
     run = Path(run_dir)
-    ev = ev_py.Evaluation(run, evaluate["full"], evaluate["device"], evaluate["seed"])
+    ev = Evaluation(run, evaluate["full"], evaluate["device"], evaluate["seed"])
     ev.sizes = {**ev.sizes, **evaluate["sizes"]}
     ev.report["sizes"] = dict(ev.sizes)
 
@@ -361,7 +364,7 @@ def evaluate_run(run_dir: str, evaluate: dict) -> dict:
             return ev.skip("beta_vae", "needs a simulator that can fix one factor (GroundTruthData)")
         s = ev.sizes
         ev.report["metrics"]["beta_vae"] = {
-            **ev_py.M.compute_beta_vae(ev.data, ev.represent, ev.gen(4), num_train=s["beta_vae_train"],
+            **M.compute_beta_vae(ev.data, ev.represent, ev.gen(4), num_train=s["beta_vae_train"],
                                        num_eval=s["beta_vae_eval"], batch_size=s["group_size"],
                                        device=ev.device),
             "num_train": s["beta_vae_train"], "num_eval": s["beta_vae_eval"], "group_size": s["group_size"]}
@@ -377,7 +380,7 @@ def evaluate_run(run_dir: str, evaluate: dict) -> dict:
         ev.report["seconds"][name] = time.perf_counter() - t0
     ev.report["seconds"]["total"] = time.perf_counter() - t_all
     atomic_write_text(run / REPORT, json.dumps(ev.report, indent=2))
-    atomic_write_text(run / "report.md", ev_py.markdown(ev.report))
+    atomic_write_text(run / "report.md", markdown(ev.report))
     return ev.report
 
 

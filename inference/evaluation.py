@@ -1,0 +1,263 @@
+"""Evaluation of a trained run: the sections behind ``scripts/evaluate.py`` and sweeps.
+
+``Evaluation(run_dir, full, device, seed)`` loads a run and fills ``report`` section by section
+(training time, pictures, reconstruction, factor metrics, IWAE log-likelihood, FID/KID, ArviZ
+export); ``markdown(report)`` renders it. Sample sizes are ``SIZES["quick"]`` (a CPU evaluation
+of a dSprites run in minutes) or ``SIZES["full"]`` (disentanglement_lib's).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import ppl_data
+
+from . import metrics as M
+from .build import load_run
+from .errors import ConfigError
+from .fid import fid_kid, reconstruction_error
+from .likelihood import log_likelihood
+from .pictures import mi_heatmap, prior_samples, reconstructions, save_grid, traversals
+from .posterior import posterior_code, to_inferencedata
+from .svi import CONFIG, SUMMARY
+
+#: Sample sizes. "full" is disentanglement_lib's (Locatello et al. 2019, metric gin configs);
+#: "quick" keeps a CPU evaluation of a conv64 dSprites run within ~5 minutes.
+SIZES = {
+    # ~130k encoder passes: about 2 min at ~1,000 64×64 images/s (conv64 encoder, 2 free cores).
+    "quick": {"codes_train": 10_000, "codes_test": 2_000, "dci_train": 5_000, "sap_train": 5_000,
+              "factor_vae_train": 400, "factor_vae_eval": 200, "factor_vae_variance": 5_000,
+              "beta_vae_train": 250, "beta_vae_eval": 125, "group_size": 64,
+              "recon": 1_000, "loglik_items": 256, "loglik_samples": 50, "fid_images": 2_000,
+              "posterior_obs": 64, "posterior_draws": 100},
+    "full": {"codes_train": 10_000, "codes_test": 5_000, "dci_train": 10_000, "sap_train": 10_000,
+             "factor_vae_train": 10_000, "factor_vae_eval": 5_000, "factor_vae_variance": 10_000,
+             "beta_vae_train": 10_000, "beta_vae_eval": 5_000, "group_size": 64,
+             "recon": 10_000, "loglik_items": 1_000, "loglik_samples": 1_000, "fid_images": 10_000,
+             "posterior_obs": 256, "posterior_draws": 500},
+}
+
+
+def load_data(config: dict):
+    root = config.get("data_root")
+    return ppl_data.load(config["data"], **({"root": root} if root else {}))
+
+
+def check_run_dir(run_dir: Path) -> dict:
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} does not exist")
+    try:
+        return json.loads((run_dir / CONFIG).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG})") from None
+    except ValueError as err:
+        raise ConfigError(f"{run_dir / CONFIG} is not valid JSON ({err})") from None
+
+
+class Evaluation:
+    """Holds the run, its data and the report as it fills up; one method per report section."""
+
+    def __init__(self, run_dir: Path, full: bool, device: str, seed: int):
+        self.dir, self.device, self.seed = run_dir, torch.device(device), seed
+        self.run = load_run(run_dir, device=device)
+        self.model, self.guide, self.config = self.run.model, self.run.guide, self.run.config
+        self.data = load_data(self.config)
+        self.sizes = SIZES["full" if full else "quick"]
+        self.is_image = len(self.data.data_shape) == 3
+        self.ground_truth = hasattr(self.data, "sample_factors") and self.data.has_factors
+        self.train, self.test = self.data.split(0.1, seed=0)
+        x0 = self.test.batch(torch.arange(1), device=self.device)[0]
+        with torch.no_grad():
+            # Every latent site, concatenated in the guide's order: what model.decode takes.
+            self.site = None
+            sites = list(self.guide.posterior(x0))
+        self.report = {"run_dir": str(run_dir), "model": self.config.get("model"),
+                       "data": self.config.get("data"), "latent_site": "+".join(sites),
+                       "step": self.run.step, "mode": "full" if full else "quick",
+                       "sizes": dict(self.sizes), "metrics": {}, "skipped": [], "files": [],
+                       "seconds": {}}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def represent(self, x):
+        return posterior_code(self.guide, x)[0]
+
+    def gen(self, offset: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1000 + offset)
+
+    def skip(self, what: str, why: str):
+        self.report["skipped"].append(f"{what}: {why}")
+
+    def items(self, subset, n: int, offset: int):
+        index = torch.randperm(len(subset), generator=self.gen(offset))[:n]
+        return subset.batch(index, device=self.device)
+
+    def codes_of(self, subset, n: int, offset: int):
+        """Codes and factors: simulator draws for ground truth, else a random subset of items."""
+        if self.ground_truth:
+            return M.sample_codes(self.data, self.represent, n, self.gen(offset), device=self.device,
+                                  progress="codes")
+        index = torch.randperm(len(subset), generator=self.gen(offset))[:n]
+        codes, factors = [], []
+        for s in range(0, len(index), 256):
+            x, f = subset.batch(index[s:s + 256], device=self.device)
+            codes.append(self.represent(x).cpu().double().numpy())
+            factors.append(f.cpu().numpy())
+        return np.concatenate(codes), np.concatenate(factors)
+
+    # -- sections -------------------------------------------------------------------------------
+    def factor_metrics(self):
+        m, s = self.report["metrics"], self.sizes
+        if not self.data.has_factors:
+            for name in ("mig", "dci", "sap", "factor_vae", "beta_vae", "mutual_information"):
+                self.skip(name, f"dataset {self.config['data']!r} has no factors")
+            return
+        codes, factors = self.codes_of(self.train, s["codes_train"], 1)
+        test_codes, test_factors = self.codes_of(self.test, s["codes_test"], 2)
+        names = list(self.data.factor_names) or [f"factor{k}" for k in range(factors.shape[1])]
+        mi = M.mutual_info_matrix(codes, factors)
+        m["mig"] = {"value": M.mig(codes, factors), "num_points": len(codes), "num_bins": 20}
+        m["mutual_information"] = {"matrix": mi.tolist(), "factors": names}
+        n_dci = min(s["dci_train"], len(codes))
+        m["dci"] = {**M.dci(codes[:n_dci], factors[:n_dci], test_codes, test_factors),
+                    "num_train": n_dci, "num_test": len(test_codes)}
+        n_sap = min(s["sap_train"], len(codes))
+        m["sap"] = {"continuous": M.sap(codes[:n_sap], factors[:n_sap]),
+                    "discrete": M.sap(codes[:n_sap], factors[:n_sap], test_codes, test_factors,
+                                      continuous=False),
+                    "num_train": n_sap, "num_test": len(test_codes)}
+        acc = M.factor_accuracies(codes[:n_dci], factors[:n_dci], test_codes, test_factors)
+        m["downstream_accuracy"] = {"logistic": dict(zip(names, acc.tolist())),
+                                    "num_train": n_dci, "num_test": len(test_codes)}
+        if self.is_image:
+            mi_heatmap(mi, self.dir / "mi_heatmap.png", names)
+            self.report["files"].append("mi_heatmap.png")
+        if not self.ground_truth:
+            for name in ("factor_vae", "beta_vae"):
+                self.skip(name, "needs a simulator that can fix one factor (GroundTruthData)")
+            return
+        m["factor_vae"] = {**M.compute_factor_vae(
+            self.data, self.represent, self.gen(3), num_train=s["factor_vae_train"],
+            num_eval=s["factor_vae_eval"], batch_size=s["group_size"],
+            num_variance_estimate=s["factor_vae_variance"], device=self.device, progress=True),
+            "num_train": s["factor_vae_train"], "num_eval": s["factor_vae_eval"],
+            "group_size": s["group_size"], "num_variance_estimate": s["factor_vae_variance"]}
+        m["beta_vae"] = {**M.compute_beta_vae(
+            self.data, self.represent, self.gen(4), num_train=s["beta_vae_train"],
+            num_eval=s["beta_vae_eval"], batch_size=s["group_size"], device=self.device,
+            progress=True), "num_train": s["beta_vae_train"], "num_eval": s["beta_vae_eval"],
+            "group_size": s["group_size"]}
+
+    def reconstruction(self):
+        x, _ = self.items(self.test, self.sizes["recon"], 5)
+        parts = [reconstruction_error(self.model, self.guide, x[i:i + 256], self.site)
+                 for i in range(0, len(x), 256)]
+        w = [len(x[i:i + 256]) for i in range(0, len(x), 256)]
+        self.report["metrics"]["reconstruction"] = {
+            k: float(np.average([p[k] for p in parts], weights=w)) for k in ("l1", "l2")}
+        self.report["metrics"]["reconstruction"]["num_points"] = len(x)
+
+    def likelihood(self):
+        s = self.sizes
+        x, _ = self.items(self.test, s["loglik_items"], 6)
+        ll = log_likelihood(self.model, self.guide, x, num_samples=s["loglik_samples"],
+                            batch_size=32, device=self.device)
+        self.report["metrics"]["log_likelihood"] = {
+            "mean": float(ll.mean()), "std": float(ll.std()), "num_points": len(x),
+            "num_samples": s["loglik_samples"], "split": "test (10%, seed 0)"}
+
+    def fid(self, enabled: bool):
+        if not enabled:
+            return self.skip("fid", "--no-fid")
+        if not self.is_image:
+            return self.skip("fid", "data are vectors, not images")
+        n = self.sizes["fid_images"]
+        real, _ = self.items(self.test, n, 7)
+        fake = prior_samples(self.model, n, seed=self.seed)
+        self.report["metrics"]["fid_kid"] = {**fid_kid(real, fake.reshape(real.shape)),
+                                             "between": "test images and prior samples",
+                                             "note": "offline feature net, not Inception FID"}
+
+    def pictures(self):
+        if not self.is_image:
+            return self.skip("pictures", "data are vectors, not images")
+        x, _ = self.items(self.test, 8, 8)
+        save_grid(reconstructions(self.model, self.guide, x, site=self.site),
+                  self.dir / "reconstructions.png", nrow=8)
+        trav = traversals(self.model, self.guide, x[:1], site=self.site, steps=7)
+        save_grid(trav.reshape(-1, *x.shape[1:]), self.dir / "traversals.png", nrow=7)
+        save_grid(prior_samples(self.model, 64, seed=self.seed).reshape(64, *x.shape[1:]),
+                  self.dir / "prior_samples.png", nrow=8)
+        self.report["files"] += ["reconstructions.png", "traversals.png", "prior_samples.png"]
+
+    def posterior(self):
+        s = self.sizes
+        idata = to_inferencedata(self.model, self.guide, self.test, num_draws=s["posterior_draws"],
+                                 num_obs=s["posterior_obs"], seed=self.seed, device=self.device)
+        idata.to_netcdf(str(self.dir / "posterior.nc"))
+        self.report["files"].append("posterior.nc")
+
+    def training(self):
+        path = self.dir / SUMMARY
+        if path.is_file():
+            summary = json.loads(path.read_text())
+            self.report["training"] = {"train_seconds": summary.get("train_seconds"),
+                                       "steps": summary.get("step"), "terms": summary.get("terms")}
+        else:
+            self.skip("training time", f"no {SUMMARY}")
+
+
+def markdown(report: dict) -> str:
+    m = report["metrics"]
+    lines = [f"# Evaluation of `{report['run_dir']}`", "",
+             f"model `{report['model']}` on `{report['data']}`, step {report['step']}, "
+             f"latent site `{report['latent_site']}`, {report['mode']} sample sizes.", ""]
+    t = report.get("training")
+    if t:
+        lines += [f"Training: {t['steps']} steps in {t['train_seconds']:.1f} s.", ""]
+    lines += ["| metric | value | samples |", "|---|---|---|"]
+    if "mig" in m:
+        lines.append(f"| MIG | {m['mig']['value']:.3f} | {m['mig']['num_points']} points, 20 bins |")
+    if "factor_vae" in m:
+        f = m["factor_vae"]
+        lines.append(f"| FactorVAE score (eval acc.) | {f['eval_accuracy']:.3f} | {f['num_train']}/"
+                     f"{f['num_eval']} votes of {f['group_size']}, {f['num_active_dims']} active dims |")
+    if "beta_vae" in m:
+        b = m["beta_vae"]
+        lines.append(f"| β-VAE score (eval acc.) | {b['eval_accuracy']:.3f} | {b['num_train']}/"
+                     f"{b['num_eval']} points of {b['group_size']} pairs |")
+    if "dci" in m:
+        d = m["dci"]
+        sz = f"{d['num_train']}/{d['num_test']} points, {d['importance_model']}"
+        lines += [f"| DCI disentanglement | {d['disentanglement']:.3f} | {sz} |",
+                  f"| DCI completeness | {d['completeness']:.3f} | {sz} |",
+                  f"| DCI informativeness (test acc.) | {d['informativeness_test']:.3f} | {sz} |"]
+    if "sap" in m:
+        sp = m["sap"]
+        lines += [f"| SAP continuous | {sp['continuous']:.3f} | {sp['num_train']} points |",
+                  f"| SAP discrete | {sp['discrete']:.3f} | {sp['num_train']}/{sp['num_test']} points |"]
+    if "downstream_accuracy" in m:
+        acc = ", ".join(f"{k} {v:.2f}" for k, v in m["downstream_accuracy"]["logistic"].items())
+        lines.append(f"| downstream accuracy (logistic) | {acc} | "
+                     f"{m['downstream_accuracy']['num_train']}/{m['downstream_accuracy']['num_test']} |")
+    if "reconstruction" in m:
+        r = m["reconstruction"]
+        lines.append(f"| reconstruction L1 / L2 (per pixel) | {r['l1']:.4f} / {r['l2']:.4f} | "
+                     f"{r['num_points']} test items |")
+    if "log_likelihood" in m:
+        ll = m["log_likelihood"]
+        lines.append(f"| log p(x) (IWAE, nats) | {ll['mean']:.2f} ± {ll['std']:.2f} | "
+                     f"{ll['num_points']} test items × {ll['num_samples']} samples |")
+    if "fid_kid" in m:
+        fk = m["fid_kid"]
+        lines.append(f"| FID / KID (offline features, not Inception) | {fk['fid']:.2f} / "
+                     f"{fk['kid']:.4f} | {fk['num_images'][0]} test vs {fk['num_images'][1]} prior |")
+    if report["skipped"]:
+        lines += ["", "Skipped:"] + [f"- {s}" for s in report["skipped"]]
+    lines += ["", "Files: " + ", ".join(report["files"]), "",
+              "Seconds per section: " + ", ".join(f"{k} {v:.1f}" for k, v in
+                                                  report["seconds"].items())]
+    return "\n".join(lines) + "\n"
