@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from guides.nets import make_encoder  # noqa: E402
 from inference import fit  # noqa: E402
 from inference.checkpoint import atomic_write_text  # noqa: E402
-from inference.cli import OneLineParser, positive_int, run_main  # noqa: E402
+from inference.cli import experiment_parser, experiment_settings, positive_int, run_main  # noqa: E402
 from inference.fid import feature_net, features, fid_from_features  # noqa: E402
 from inference.metrics.conditioning import conditioning_measures  # noqa: E402
 from inference.msgan import MSGANPosterior, MSGANTrainer, train  # noqa: E402
@@ -49,23 +49,13 @@ PAPER = dict(resolution=64, batch_size=64, lr=1e-4, steps1=300_000, steps2=300_0
 
 
 def parse(argv):
-    p = OneLineParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="CPU settings")
-    p.add_argument("--out", default="runs/msgan")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p = experiment_parser(__doc__.splitlines()[0], "runs/msgan")
     p.add_argument("--gan-steps", type=positive_int, help="override MS-GAN's steps")
     return p.parse_args(argv)
 
 
 def run(args):
-    s = dict(QUICK if args.quick else PAPER)
-    if args.gan_steps:
-        s["gan_steps"] = args.gan_steps
-    if args.quick:
-        torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    s, out = experiment_settings(args, QUICK, PAPER, {"gan_steps": args.gan_steps})
     t0, dev = time.perf_counter(), torch.device(args.device)
     data = TexturedShapes(s["resolution"])
     shape, n = data.data_shape, len(data)

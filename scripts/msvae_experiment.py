@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from inference import fit  # noqa: E402
 from inference.checkpoint import atomic_write_text  # noqa: E402
-from inference.cli import OneLineParser, positive_int, run_main  # noqa: E402
+from inference.cli import experiment_parser, positive_int, run_main  # noqa: E402
 from inference.fid import feature_net, features, fid_from_features  # noqa: E402
 from inference.metrics import mig  # noqa: E402
 from inference.metrics.conditioning import conditioning_measures, mlp_accuracy  # noqa: E402
@@ -56,11 +56,7 @@ MODELS = ("betatc", "msvae", "msvae_c", "msvae_c_in", "msvae_e2e", "msvae_zc", "
 
 
 def parse(argv):
-    p = OneLineParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="CPU settings (~20 min)")
-    p.add_argument("--out", default="runs/msvae")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p = experiment_parser(__doc__.splitlines()[0], "runs/msvae")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     p.add_argument("--steps1", type=positive_int, help="override stage-one steps")
     p.add_argument("--steps2", type=positive_int, help="override stage-two steps")

@@ -25,7 +25,7 @@ import torch
 from guides.pendulum import PendulumGuide
 from inference import TermsELBO, fit
 from inference.checkpoint import atomic_write_text
-from inference.cli import OneLineParser, positive_int, run_main
+from inference.cli import experiment_parser, experiment_settings, positive_int, run_main
 from ppl_data.pendulum import PendulumPairs, simulate
 from ppl_models.pendulum import PendulumModel, unpack
 
@@ -34,11 +34,7 @@ PAPER = dict(grid=30, steps=30_000, batch_size=64, lr=1e-3, hidden=256, n_corr=5
 
 
 def parse(argv):
-    p = OneLineParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="CPU settings")
-    p.add_argument("--out", default="runs/msvae_pendulum")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p = experiment_parser(__doc__.splitlines()[0], "runs/msvae_pendulum")
     p.add_argument("--steps", type=positive_int, help="override the steps of each stage")
     return p.parse_args(argv)
 
@@ -119,13 +115,7 @@ def pictures(model, guide, data, zc, params, out: Path):
 
 
 def run(args):
-    s = dict(QUICK if args.quick else PAPER)
-    if args.steps:
-        s["steps"] = args.steps
-    if args.quick:
-        torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    s, out = experiment_settings(args, QUICK, PAPER, {"steps": args.steps})
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
     data = PendulumPairs(s["grid"])

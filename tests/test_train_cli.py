@@ -150,3 +150,18 @@ def test_subprocess_error_is_one_clean_line(tmp_path):
     proc = subprocess.run([sys.executable, str(TRAIN), "--steps", "x", "--out", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "'x'" in proc.stderr, proc.stderr
+
+
+def test_experiment_settings_pick_quick_or_paper_and_apply_overrides(tmp_path):
+    from inference.cli import experiment_parser, experiment_settings
+
+    p = experiment_parser("x", str(tmp_path / "default"))
+    quick, paper = {"steps": 10, "lr": 1e-3}, {"steps": 1000, "lr": 1e-4}
+    s, out = experiment_settings(p.parse_args(["--out", str(tmp_path / "o")]), quick, paper, {"steps": None})
+    assert s == paper and out.is_dir()
+    threads = torch.get_num_threads()
+    try:
+        s, _ = experiment_settings(p.parse_args(["--quick"]), quick, paper, {"steps": 7})
+        assert s == {"steps": 7, "lr": 1e-3} and quick["steps"] == 10 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
