@@ -33,9 +33,8 @@ def time_steps(model, guide, loss, batches, device):
     t0 = time.perf_counter()
     for x, index in batches:
         opt.zero_grad(set_to_none=True)
-        loss.differentiable_loss(model, guide, x, index).backward()
+        loss.loss_and_grads(model, guide, x, index)
         opt.step()
-        loss.after_step(model, guide, x, index)
     sync(device)
     return (time.perf_counter() - t0) / len(batches)
 

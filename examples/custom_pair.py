@@ -29,11 +29,13 @@ class MoonsPair(nn.Module):
         self.encoder = nn.Sequential(nn.Linear(2, 50), nn.ReLU(), nn.Linear(50, 2 * latent_dim))
 
     def model(self, x, index):
+        pyro.module("moons_decoder", self.decoder)
         with pyro.plate("points", self.n, subsample=index):
             code = pyro.sample("code", dist.Normal(x.new_zeros(len(x), self.d), 1.0).to_event(1))
             pyro.sample("x", dist.Normal(self.decoder(code), 0.1).to_event(1), obs=x)
 
     def guide(self, x, index):
+        pyro.module("moons_encoder", self.encoder)
         loc, raw = self.encoder(x).chunk(2, dim=-1)
         with pyro.plate("points", self.n, subsample=index):
             pyro.sample("code", dist.Normal(loc, nn.functional.softplus(raw) + 1e-4).to_event(1))
@@ -58,9 +60,8 @@ def main(steps: int, batch_size: int = 100) -> dict:
         for _ in range(steps):
             index = torch.randint(len(data), (batch_size,), generator=generator)
             optimizer.zero_grad()
-            loss.differentiable_loss(pair.model, pair.guide, x_all[index], index).backward()
+            loss.loss_and_grads(pair.model, pair.guide, x_all[index], index)  # what SVI.step calls
             optimizer.step()
-            loss.after_step(pair.model, pair.guide, x_all[index], index)
         results[name] = {k: round(float(v), 4) for k, v in loss.terms.items()}
         print(f"{name:9s}", "  ".join(f"{k}={v:.4g}" for k, v in results[name].items()))
     return results

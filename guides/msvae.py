@@ -15,6 +15,7 @@ from torch import nn
 
 from ppl_models.msvae import MSVAEModel
 from ppl_models.plates import data_plate
+from ppl_models.registration import pyro_module
 
 
 class MSVAEGuide(nn.Module):
@@ -37,6 +38,7 @@ class MSVAEGuide(nn.Module):
             return self.stage_one.encoder(x)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None):
+        pyro_module(self)
         with data_plate(x, index, self.dataset_size):
             loc, scale = self.first_posterior(x)
             code = pyro.sample(self.model.first_site, dist.Normal(loc, scale).to_event(1))

@@ -15,6 +15,7 @@ from ppl_models.pendulum import PendulumModel, unpack
 from ppl_models.plates import data_plate
 
 from .nets import MLPEncoder
+from ppl_models.registration import pyro_module
 
 
 class PendulumGuide(nn.Module):
@@ -26,6 +27,7 @@ class PendulumGuide(nn.Module):
         self.__dict__["model"] = model  # reads its stage; keeps its parameters out of ours
 
     def forward(self, record: torch.Tensor, index: torch.Tensor | None = None):
+        pyro_module(self)
         if not self.model.has("theta"):
             return None
         _, _, _, y1, theta = unpack(record)

@@ -13,6 +13,7 @@ from torch import nn
 
 from ppl_models.plates import data_plate
 from ppl_models.robust import pose_scale_handler
+from ppl_models.registration import pyro_module
 
 
 class PointEncoder(nn.Module):
@@ -41,6 +42,7 @@ class PoseAppearanceGuide(nn.Module):
         self.dataset_size = dataset_size
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None, pose_scale=None):
+        pyro_module(self)
         if x.ndim < 3 or x.shape[1] != 2:
             raise ValueError(f"expected pairs shaped (B, 2, ...), got {tuple(x.shape)}")
         with data_plate(x, index, self.dataset_size):

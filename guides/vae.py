@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ppl_models.plates import data_plate
+from ppl_models.registration import pyro_module
 
 
 class VAEGuide(nn.Module):
@@ -23,6 +24,7 @@ class VAEGuide(nn.Module):
         self.site = site
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None):
+        pyro_module(self)
         with data_plate(x, index, self.dataset_size):
             loc, scale = self.encoder(x)
             return pyro.sample(self.site, dist.Normal(loc, scale).to_event(1))

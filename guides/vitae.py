@@ -7,6 +7,10 @@ Fig. 3), so both encoders and the decoder learn one θ. Both guides are ordinary
 ``TermsELBO`` gives the supplement's §1 bound: for C-VITAE the z_app KL is taken at the sampled
 z_persp (term 2, one-sample outer expectation).
 
+Encoders (:class:`VITAEEncoder`) follow the supplement's Table 1: the softplus head outputs the
+posterior *variance* σ² ("σ²_encoder ... softplus"), so the Normal's scale is √σ². (The shared
+:class:`~guides.nets.MLPEncoder` of the other models reads its softplus as a standard deviation.)
+
 References
 [1] Detlefsen, Skafte & Hauberg. Explicit Disentanglement of Appearance and Perspective in
     Generative Models. NeurIPS 2019, supplement §1. arXiv:1906.11881
@@ -18,10 +22,35 @@ import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ppl_models.plates import data_plate
 from ppl_models.spatial import SpatialTransformer
 from ppl_models.vitae import APP, PERSP
+from ppl_models.registration import pyro_module
+
+from .nets import MIN_SCALE, GaussianHead, MLPEncoder
+
+
+class VarianceHead(GaussianHead):
+    """Features -> (loc, scale) with σ² = softplus(.) and scale = √(σ² + MIN_SCALE²) (Table 1).
+
+    The MIN_SCALE² floor keeps the scale ≥ MIN_SCALE (and √'s gradient finite) when softplus
+    underflows; otherwise scale = √softplus(.) to within 1e-8 in the variance.
+    """
+
+    def forward(self, h):
+        loc, raw = self.linear(h).chunk(2, dim=-1)
+        return loc, torch.sqrt(F.softplus(raw) + MIN_SCALE ** 2)
+
+
+class VITAEEncoder(MLPEncoder):
+    """Supplement Table 1 MLP encoder x -> (μ, scale): LeakyReLU 0.1 layers, a linear μ head and a
+    softplus σ² head (:class:`VarianceHead`)."""
+
+    def __init__(self, data_shape, latent_dim: int, hidden=(128, 64)):
+        super().__init__(data_shape, latent_dim, hidden)
+        self.head = VarianceHead(hidden[-1], latent_dim)
 
 
 class UVITAEGuide(nn.Module):
@@ -37,6 +66,7 @@ class UVITAEGuide(nn.Module):
         return self.app_encoder(x)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None):
+        pyro_module(self)
         with data_plate(x, index, self.dataset_size):
             loc, scale = self.persp_encoder(x)
             z_persp = pyro.sample(PERSP, dist.Normal(loc, scale).to_event(1))

@@ -21,7 +21,7 @@ from ppl_models.vae import VAEModel
 
 from .checkpoint import load_checkpoint
 from .elbo import TermsELBO
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .svi import CHECKPOINT, CONFIG, pair_module
 
 #: Settings every model shares, with defaults.
@@ -129,11 +129,24 @@ def load_run(run_dir, device="cpu") -> Run:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG})")
-    config = json.loads((run_dir / CONFIG).read_text())
+    try:
+        config = json.loads((run_dir / CONFIG).read_text())
+    except ValueError as err:
+        raise ConfigError(f"{run_dir / CONFIG} is not valid JSON ({err})") from None
     state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
+    missing = [k for k in ("model", "data_shape", "dataset_size")
+               if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise ConfigError(f"{run_dir / CONFIG} is not a run's config (no {', '.join(missing)})")
     model, guide, loss = build(config, config["data_shape"], config["dataset_size"])
     pair = pair_module(model, guide)
-    pair.load_state_dict(state["params"])
+    try:
+        pair.load_state_dict(state["params"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        reason = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(f"{run_dir / CHECKPOINT} does not match {run_dir / CONFIG} "
+                              f"({reason[:160]})") from None
     loss.load_state_dict(state.get("loss_state", {}))
     pair.to(device).eval()
     if hasattr(loss, "to"):

@@ -12,12 +12,30 @@ observed sites' log-likelihood minus the analytic KL of each latent site (Monte 
   ``loss``, ``recon`` (−E log p(x|z)), ``kl`` (unweighted KL summed over latent sites), ``kl_<site>``
   when there are several latent sites, and whatever the penalty logs.
 
-Subclasses override :meth:`penalty` (and, for extra networks, :meth:`after_step`,
-``state_dict``/``load_state_dict``).
+Subclasses override :meth:`penalty` and, when they keep state that changes during training (a
+discriminator, a schedule, a running estimate, multipliers), :meth:`step_update` with
+``state_dict``/``load_state_dict``. ``step_update`` runs inside :meth:`loss_and_grads`, the one call
+that ``pyro.infer.SVI.step`` makes, once per step and on that step's traces; ``inference.fit`` calls
+the same method, so a stateful ELBO behaves the same under both. ``loss`` and
+``differentiable_loss`` (evaluation) never change that state.
+
+The plain-Pyro contract, with the misuse it refuses:
+
+* ``loss_and_grads`` raises if the traces hold no ``param`` site at all: the networks were never
+  registered with Pyro (``pyro.module``), and ``SVI.step`` would silently move nothing.
+* A penalty that reads one latent site raises on a model with several latent sites unless ``site=``
+  names one (it used to take the first silently).
+* An estimator that needs the dataset size N reads it with :meth:`dataset_size`, which warns once
+  when the data plate's size equals the batch, i.e. the plate was declared without subsampling
+  (``pyro.plate("data", len(x))``) and N is unknown. β-TCVAE's TC estimators need N (their weights
+  are functions of it). A penalty's *weight* does not: it is added per data point and multiplied
+  by the plate's size like the ELBO itself, so its ratio to the ELBO is the same for any N (this
+  is why InfoVAE's MMD and DIP's penalty do not warn).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -78,14 +96,29 @@ class TermsELBO(TraceMeanField_ELBO):
         self.terms: dict[str, torch.Tensor] = {}
         #: for each latent site, whether the last evaluation used the closed-form KL.
         self.analytic_kl: dict[str, bool] = {}
+        self._warned: set[str] = set()
 
     # -- hooks for subclasses -------------------------------------------------------------
     def penalty(self, model_trace, guide_trace, info: PlateInfo):
         """Extra loss per data point and the terms to log: ``(tensor or 0.0, {name: tensor})``."""
         return 0.0, {}
 
-    def after_step(self, model, guide, *args, **kwargs) -> None:
-        """Called by the runner after each optimiser step (e.g. a discriminator update)."""
+    def step_update(self, model_trace, guide_trace, info: PlateInfo) -> None:
+        """The per-step update of a stateful ELBO (e.g. a discriminator step), on this step's traces.
+
+        Called by :meth:`loss_and_grads` after the gradients of the loss have been computed, once per
+        call, with the last particle's traces. Stateless ELBOs do nothing.
+        """
+
+    @property
+    def stateful(self) -> bool:
+        """Whether this ELBO changes during training (it overrides :meth:`step_update`)."""
+        return type(self).step_update is not TermsELBO.step_update
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=4)
 
     # -- Pyro ELBO interface -------------------------------------------------------------
     def _get_trace(self, model, guide, args, kwargs):
@@ -95,15 +128,39 @@ class TermsELBO(TraceMeanField_ELBO):
         return super()._get_trace(model, guide, args, kwargs)
 
     def penalty_site(self, model_trace, guide_trace) -> str:
-        """The latent site the penalty reads: the first of ``sites``, else the first latent site."""
+        """The latent site the penalty reads: the first of ``sites``, else the model's only latent site.
+
+        With several latent sites and no ``site=`` the choice would be arbitrary: that is an error
+        that lists them.
+        """
         if self.sites:
             return self.sites[0]
         names = latent_sites(model_trace, guide_trace)
         if not names:
             raise ValueError("the model has no latent sample site that the guide samples")
+        if len(names) > 1:
+            raise ValueError(f"{type(self).__name__}'s penalty reads one latent site, but the model has "
+                             f"{len(names)}: {', '.join(map(repr, names))}; name one with "
+                             f"{type(self).__name__}(site=...)")
         return names[0]
 
+    def dataset_size(self, info: PlateInfo, plate_name: str = DATA_PLATE) -> int:
+        """N for an estimator that needs it; warns once if the plate cannot have carried it (N = B)."""
+        if info.dataset_size == info.batch_size and info.batch_size > 1:
+            self._warn_once("dataset_size", (
+                f"{type(self).__name__} needs the dataset size N, but the data plate "
+                f"({plate_name!r} or the outermost plate) has size {info.batch_size}, the batch size: "
+                f"its estimate treats the batch as the whole dataset. If the batch is a minibatch, "
+                f"declare the plate with the dataset size: pyro.plate({plate_name!r}, N, "
+                f"subsample=index) (or subsample_size=B). If it is the whole dataset, ignore this."))
+        return info.dataset_size
+
     def _differentiable_loss_particle(self, model_trace, guide_trace):
+        surrogate, _ = self._particle(model_trace, guide_trace)
+        return surrogate.detach(), surrogate
+
+    def _particle(self, model_trace, guide_trace):
+        """The surrogate loss of one particle and its data plate; appends its terms."""
         log_lik = 0.0
         elbo = 0.0
         kl_terms: dict[str, torch.Tensor] = {}
@@ -158,27 +215,55 @@ class TermsELBO(TraceMeanField_ELBO):
             terms.update({f"kl_{k}": v.detach() for k, v in kl_terms.items()})
         terms.update({k: torch.as_tensor(v).detach() for k, v in logged.items()})
         self._particle_terms.append(terms)
-        return surrogate.detach(), surrogate
+        return surrogate, info
+
+    def _evaluate(self, model, guide, args, kwargs):
+        """``(loss, [(model_trace, guide_trace, info), ...])`` over the particles; fills ``self.terms``."""
+        self._particle_terms = []
+        loss, traces = 0.0, []
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            surrogate, info = self._particle(model_trace, guide_trace)
+            loss = loss + surrogate / self.num_particles
+            traces.append((model_trace, guide_trace, info))
+        self._collect_terms()
+        return loss, traces
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        """The surrogate loss to call ``backward()`` on; fills ``self.terms``. No host synchronisation."""
-        self._particle_terms = []
-        loss = 0.0
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            _, surrogate = self._differentiable_loss_particle(model_trace, guide_trace)
-            loss = loss + surrogate / self.num_particles
-        self._collect_terms()
-        return loss
+        """The surrogate loss to call ``backward()`` on; fills ``self.terms``. No host synchronisation.
+
+        An evaluation: a stateful ELBO's state does not change here (train with
+        :meth:`loss_and_grads`, which ``pyro.infer.SVI`` and ``inference.fit`` call).
+        """
+        if self.stateful and torch.is_grad_enabled():
+            self._warn_once("differentiable_loss", (
+                f"{type(self).__name__}.differentiable_loss does not make its per-step update "
+                f"(step_update); a training loop built on it leaves that state frozen. Train with "
+                f"loss_and_grads (pyro.infer.SVI, inference.fit), or call step_update yourself."))
+        return self._evaluate(model, guide, args, kwargs)[0]
 
     def loss(self, model, guide, *args, **kwargs) -> float:
+        """−ELBO (plus penalties) as a float; an evaluation that changes no state."""
         with torch.no_grad():
-            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+            return float(self._evaluate(model, guide, args, kwargs)[0])
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
-        self._particle_terms = []
-        out = super().loss_and_grads(model, guide, *args, **kwargs)
-        self._collect_terms()
-        return out
+        """One training step's loss: backpropagates it, then makes the ELBO's :meth:`step_update`.
+
+        Returns the loss as a detached tensor (``pyro.infer.SVI`` turns it into a float; ``fit``
+        keeps it on the device). Raises if the traces hold no parameter: nothing would be trained.
+        """
+        loss, traces = self._evaluate(model, guide, args, kwargs)
+        model_trace, guide_trace, info = traces[-1]
+        if not any(site["type"] == "param" for trace in (model_trace, guide_trace)
+                   for site in trace.nodes.values()):
+            raise ValueError(
+                "the model and guide registered no parameters with Pyro, so an SVI step would train "
+                "nothing: call pyro.module('name', net) on each network inside the model/guide (or "
+                "use PyroModule); for our nn.Module pairs, ppl_models.registration.pyro_module(self)")
+        if torch.is_tensor(loss) and loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        self.step_update(model_trace, guide_trace, info)
+        return loss.detach() if torch.is_tensor(loss) else torch.as_tensor(loss)
 
     def _collect_terms(self):
         # Sequential particles give one dict each; a vectorised trace sums over all particles.

@@ -95,7 +95,8 @@ class CapacityELBO(TermsELBO):
 
     The base ELBO's KL of the site is cancelled exactly (the same tensor, with the site's own scale)
     so the objective is the paper's. KL is the batch mean; the step counter advances in
-    :meth:`after_step` and is checkpointed. γ = 15, C_max = 25 nats, C_stop = 100000: [7] Table 1.
+    :meth:`step_update` (once per training step, under ``pyro.infer.SVI`` or ``fit``) and is
+    checkpointed. γ = 15, C_max = 25 nats, C_stop = 100000: [7] Table 1.
     """
 
     def __init__(self, gamma: float = 15.0, c_max: float = 25.0, c_stop: int = 100_000,
@@ -119,7 +120,7 @@ class CapacityELBO(TermsELBO):
         return (self.gamma * (kl.mean() - c).abs() - in_base,
                 {"capacity": torch.full((), c, device=kl.device)})
 
-    def after_step(self, model, guide, *args, **kwargs):
+    def step_update(self, model_trace, guide_trace, info):
         self.step += 1
 
     def state_dict(self):
@@ -152,11 +153,11 @@ class BetaTCELBO(TermsELBO):
     def penalty(self, model_trace, guide_trace, info):
         z, loc, scale, model_site, _ = read_site(self, model_trace, guide_trace)
         log_pz = model_site["fn"].log_prob(model_site["value"])
-        parts = tc_decomposition(z, loc, scale, log_pz.reshape(z.shape[0]), info.dataset_size,
-                                 self.estimator)
+        n = self.dataset_size(info)
+        parts = tc_decomposition(z, loc, scale, log_pz.reshape(z.shape[0]), n, self.estimator)
         extra = (self.alpha - 1) * parts.mi + (self.beta - 1) * parts.tc + (self.gamma - 1) * parts.dim_kl
         if self.estimator == "mws":
-            off = mws_offsets(z.shape[1], info.dataset_size)
+            off = mws_offsets(z.shape[1], n)
             parts = type(parts)(*(p - o for p, o in zip(parts, off)))
         return extra, parts._asdict()
 
@@ -176,7 +177,8 @@ class FactorELBO(TermsELBO):
     """FactorVAE [4] eq. 2: −ELBO + γ·TC, TC ≈ E[logit D(z) − logit(1 − D(z))] (density-ratio trick).
 
     The discriminator D (logit 0: "a draw of q(z)", logit 1: "permuted") is trained in
-    :meth:`after_step` by its own Adam (lr 1e-4, betas (0.5, 0.9): [4] §4 / Appendix) on the batch
+    :meth:`step_update` (inside ``loss_and_grads``: under ``pyro.infer.SVI`` as under ``fit``) by its
+    own Adam (lr 1e-4, betas (0.5, 0.9): [4] §4 / Appendix) on the batch
     the VAE step just used, split in halves: the first half's codes as q(z) draws, the second half's
     with each dimension permuted across the half as draws of Π q(z_j) (Kim & Mnih draw a second
     batch; a half is its stand-in without a second encoder pass). Its weights and optimiser state
@@ -191,7 +193,6 @@ class FactorELBO(TermsELBO):
         self.lr, self.betas = _positive("lr", lr), tuple(betas)
         self.discriminator = self.optimizer = None
         self._device = None
-        self._pending = None
         if discriminator is None and latent_dim is not None:
             discriminator = factor_discriminator(latent_dim)
         if discriminator is not None:
@@ -214,13 +215,11 @@ class FactorELBO(TermsELBO):
             self._set_discriminator(factor_discriminator(z.shape[1]))
         logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
-        self._pending = z.detach()
         return self.gamma * tc, {"tc": tc}
 
-    def after_step(self, model, guide, *args, **kwargs):
-        z, self._pending = self._pending, None
-        if z is None:
-            return
+    def step_update(self, model_trace, guide_trace, info):
+        """One discriminator step ([4] Algorithm 1) on this step's codes, detached."""
+        z = read_site(self, model_trace, guide_trace)[0].detach()
         half = z.shape[0] // 2
         if half < 1:
             raise ValueError("FactorVAE's discriminator step needs a batch of at least 2")
@@ -254,7 +253,8 @@ class DIPELBO(TermsELBO):
     C is the batch covariance of the encoder means (kind ``"i"``) or that plus the batch mean of
     diag(σ²) (kind ``"ii"``). With ``momentum`` > 0, C is a running estimate
     m·C_prev + (1−m)·C_batch with C_prev held constant (the seed paper's §3 option, default off;
-    ``self.momentum`` says which a run used), committed in :meth:`after_step` and checkpointed.
+    ``self.momentum`` says which a run used), committed in :meth:`step_update` (once per training
+    step) and checkpointed.
     λ_od = 10; λ_d = 10·λ_od for I and λ_d = λ_od for II ([5]).
     """
 
@@ -272,21 +272,23 @@ class DIPELBO(TermsELBO):
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
         self.running = None
-        self._pending = None
 
-    def penalty(self, model_trace, guide_trace, info):
+    def covariance(self, model_trace, guide_trace) -> torch.Tensor:
+        """C of eq. 6: the batch's, or the running estimate m·C_prev + (1−m)·C_batch."""
         _, loc, scale, _, _ = read_site(self, model_trace, guide_trace)
         cov = dip_covariance(loc, scale, self.kind)
-        if self.momentum > 0:
-            if self.running is not None:
-                cov = self.momentum * self.running + (1 - self.momentum) * cov
-            self._pending = cov.detach()
-        dip = dip_matrix_penalty(cov, self.lambda_od, self.lambda_d)
+        if self.momentum > 0 and self.running is not None:
+            cov = self.momentum * self.running + (1 - self.momentum) * cov
+        return cov
+
+    def penalty(self, model_trace, guide_trace, info):
+        dip = dip_matrix_penalty(self.covariance(model_trace, guide_trace), self.lambda_od, self.lambda_d)
         return dip, {"dip": dip}
 
-    def after_step(self, model, guide, *args, **kwargs):
-        if self._pending is not None:
-            self.running, self._pending = self._pending, None
+    def step_update(self, model_trace, guide_trace, info):
+        if self.momentum > 0:
+            with torch.no_grad():
+                self.running = self.covariance(model_trace, guide_trace)
 
     def to(self, device):
         if self.running is not None:
@@ -304,7 +306,9 @@ class InfoELBO(TermsELBO):
     """InfoVAE [6] (MMD form, [7] eq. for Info-VAE): −E log p(x|z) + (1−α)·KL + (α+λ−1)·MMD(q(z), p(z)).
 
     (1−α) is the latent sites' scale (so α < 1); the MMD compares the batch's codes with as many
-    prior draws (unbiased MMD², IMQ kernel by default). α = 0, λ = 1000: [7] Table 1.
+    prior draws (unbiased MMD², IMQ kernel by default). The prior draws are reparametrised
+    (``rsample``), so a learnable prior — dpVAE's decoupled flow, Info-dpVAE ([7] eq. 27) — gets
+    the MMD's gradient; for the fixed N(0, I) it changes nothing. α = 0, λ = 1000: [7] Table 1.
     """
 
     def __init__(self, alpha: float = 0.0, lambda_: float = 1000.0, kernel: str = "imq",
@@ -320,8 +324,7 @@ class InfoELBO(TermsELBO):
 
     def penalty(self, model_trace, guide_trace, info):
         z, _, _, model_site, _ = read_site(self, model_trace, guide_trace)
-        with torch.no_grad():
-            prior_z = model_site["fn"].sample().reshape(z.shape)
+        prior_z = model_site["fn"].rsample().reshape(z.shape)
         value = mmd(z, prior_z, self.kernel, self.kernel_scale)
         return (self.alpha + self.lambda_ - 1) * value, {"mmd": value}
 

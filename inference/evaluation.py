@@ -1,9 +1,16 @@
 """Evaluation of a trained run: the sections behind ``scripts/evaluate.py`` and sweeps.
 
-``Evaluation(run_dir, full, device, seed)`` loads a run and fills ``report`` section by section
-(training time, pictures, reconstruction, factor metrics, IWAE log-likelihood, FID/KID, ArviZ
-export); ``markdown(report)`` renders it. Sample sizes are ``SIZES["quick"]`` (a CPU evaluation
-of a dSprites run in minutes) or ``SIZES["full"]`` (disentanglement_lib's).
+``Evaluation(run_dir, full, device, seed, dci_importance, beta_vae_classifier)`` loads a run and
+fills ``report`` section by section (training time, pictures, reconstruction, factor metrics, IWAE
+log-likelihood, FID/KID, ArviZ export); ``markdown(report)`` renders it. Sample sizes are
+``SIZES["quick"]`` (a CPU evaluation of a dSprites run in minutes) or ``SIZES["full"]``
+(disentanglement_lib's).
+
+Two metric choices change the reported numbers, so the report names them
+(``report["metric_options"]``, each metric's own result, and the markdown rows): the DCI importance
+model (``dci_importance``, default ``"gbt"`` as in disentanglement_lib; ``"forest"`` a faster
+random forest) and the β-VAE metric's classifier (``beta_vae_classifier``, default ``"logistic"``
+as in disentanglement_lib; ``"svm"`` the DIP-VAE paper's linear SVM with C = 0.01).
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from .posterior import posterior_code, to_inferencedata
 from .svi import CONFIG, SUMMARY
 
 #: Sample sizes. "full" is disentanglement_lib's (Locatello et al. 2019, metric gin configs);
-#: "quick" keeps a CPU evaluation of a conv64 dSprites run within ~5 minutes.
+#: "quick" keeps a CPU evaluation of a conv64 dSprites run within ~5 minutes, plus DCI's GBT
+#: importances: ~150 CPU-seconds at 5,000 / 2,000 points (~330 at full size; benchmarks/dci_speed.py).
 SIZES = {
     # ~130k encoder passes: about 2 min at ~1,000 64×64 images/s (conv64 encoder, 2 free cores).
     "quick": {"codes_train": 10_000, "codes_test": 2_000, "dci_train": 5_000, "sap_train": 5_000,
@@ -61,7 +69,15 @@ def check_run_dir(run_dir: Path) -> dict:
 class Evaluation:
     """Holds the run, its data and the report as it fills up; one method per report section."""
 
-    def __init__(self, run_dir: Path, full: bool, device: str, seed: int):
+    def __init__(self, run_dir: Path, full: bool, device: str, seed: int,
+                 dci_importance: str = "gbt", beta_vae_classifier: str = "logistic"):
+        if dci_importance not in M.DCI_IMPORTANCE_MODELS:
+            raise ConfigError(f"unknown DCI importance model {dci_importance!r}; expected one of "
+                              f"{M.DCI_IMPORTANCE_MODELS}")
+        if beta_vae_classifier not in M.BETA_VAE_CLASSIFIERS:
+            raise ConfigError(f"unknown β-VAE metric classifier {beta_vae_classifier!r}; expected one "
+                              f"of {M.BETA_VAE_CLASSIFIERS}")
+        self.dci_importance, self.beta_vae_classifier = dci_importance, beta_vae_classifier
         self.dir, self.device, self.seed = run_dir, torch.device(device), seed
         self.run = load_run(run_dir, device=device)
         self.model, self.guide, self.config = self.run.model, self.run.guide, self.run.config
@@ -78,7 +94,10 @@ class Evaluation:
         self.report = {"run_dir": str(run_dir), "model": self.config.get("model"),
                        "data": self.config.get("data"), "latent_site": "+".join(sites),
                        "step": self.run.step, "mode": "full" if full else "quick",
-                       "sizes": dict(self.sizes), "metrics": {}, "skipped": [], "files": [],
+                       "sizes": dict(self.sizes),
+                       "metric_options": {"dci_importance": dci_importance,
+                                          "beta_vae_classifier": beta_vae_classifier},
+                       "metrics": {}, "skipped": [], "files": [],
                        "seconds": {}}
 
     # -- helpers --------------------------------------------------------------------------------
@@ -122,7 +141,8 @@ class Evaluation:
         m["mig"] = {"value": M.mig(codes, factors), "num_points": len(codes), "num_bins": 20}
         m["mutual_information"] = {"matrix": mi.tolist(), "factors": names}
         n_dci = min(s["dci_train"], len(codes))
-        m["dci"] = {**M.dci(codes[:n_dci], factors[:n_dci], test_codes, test_factors),
+        m["dci"] = {**M.dci(codes[:n_dci], factors[:n_dci], test_codes, test_factors,
+                            model=self.dci_importance),
                     "num_train": n_dci, "num_test": len(test_codes)}
         n_sap = min(s["sap_train"], len(codes))
         m["sap"] = {"continuous": M.sap(codes[:n_sap], factors[:n_sap]),
@@ -148,8 +168,8 @@ class Evaluation:
         m["beta_vae"] = {**M.compute_beta_vae(
             self.data, self.represent, self.gen(4), num_train=s["beta_vae_train"],
             num_eval=s["beta_vae_eval"], batch_size=s["group_size"], device=self.device,
-            progress=True), "num_train": s["beta_vae_train"], "num_eval": s["beta_vae_eval"],
-            "group_size": s["group_size"]}
+            progress=True, classifier=self.beta_vae_classifier), "num_train": s["beta_vae_train"],
+            "num_eval": s["beta_vae_eval"], "group_size": s["group_size"]}
 
     def reconstruction(self):
         x, _ = self.items(self.test, self.sizes["recon"], 5)
@@ -210,6 +230,11 @@ class Evaluation:
             self.skip("training time", f"no {SUMMARY}")
 
 
+#: How the markdown report names each metric option.
+DCI_LABELS = {"gbt": "GBT", "forest": "random-forest"}
+BETA_VAE_LABELS = {"logistic": "logistic regression", "svm": "linear SVM, C = 0.01"}
+
+
 def markdown(report: dict) -> str:
     m = report["metrics"]
     lines = [f"# Evaluation of `{report['run_dir']}`", "",
@@ -227,14 +252,17 @@ def markdown(report: dict) -> str:
                      f"{f['num_eval']} votes of {f['group_size']}, {f['num_active_dims']} active dims |")
     if "beta_vae" in m:
         b = m["beta_vae"]
-        lines.append(f"| β-VAE score (eval acc.) | {b['eval_accuracy']:.3f} | {b['num_train']}/"
+        clf = BETA_VAE_LABELS.get(b.get("classifier", "logistic"), b.get("classifier"))
+        lines.append(f"| β-VAE score (eval acc., {clf}) | {b['eval_accuracy']:.3f} | {b['num_train']}/"
                      f"{b['num_eval']} points of {b['group_size']} pairs |")
     if "dci" in m:
         d = m["dci"]
-        sz = f"{d['num_train']}/{d['num_test']} points, {d['importance_model']}"
-        lines += [f"| DCI disentanglement | {d['disentanglement']:.3f} | {sz} |",
-                  f"| DCI completeness | {d['completeness']:.3f} | {sz} |",
-                  f"| DCI informativeness (test acc.) | {d['informativeness_test']:.3f} | {sz} |"]
+        imp = d.get("importance_model", "unnamed")
+        imp = DCI_LABELS.get(imp, imp)
+        sz = f"{d['num_train']}/{d['num_test']} points"
+        lines += [f"| DCI disentanglement ({imp} importances) | {d['disentanglement']:.3f} | {sz} |",
+                  f"| DCI completeness ({imp} importances) | {d['completeness']:.3f} | {sz} |",
+                  f"| DCI informativeness (test acc., {imp}) | {d['informativeness_test']:.3f} | {sz} |"]
     if "sap" in m:
         sp = m["sap"]
         lines += [f"| SAP continuous | {sp['continuous']:.3f} | {sp['num_train']} points |",

@@ -1,8 +1,9 @@
-"""Effect handlers that weight latent sites, the Pyro way (cf. ``pyro.poutine.scale``)."""
+"""Effect handlers: weight latent sites the Pyro way (cf. ``pyro.poutine.scale``); module-local params."""
 
 from __future__ import annotations
 
 from pyro.poutine.messenger import Messenger
+from torch import nn
 
 
 class LatentScaleMessenger(Messenger):
@@ -33,4 +34,32 @@ class LatentScaleMessenger(Messenger):
 def scale_latent(fn=None, scale=1.0, sites=None):
     """``fn`` run under :class:`LatentScaleMessenger` (or the messenger itself when ``fn`` is None)."""
     messenger = LatentScaleMessenger(scale, sites)
+    return messenger if fn is None else messenger(fn)
+
+
+class LocalParamMessenger(Messenger):
+    """Answer ``param`` sites that carry an ``nn.Parameter`` with that parameter, bypassing the store.
+
+    ``pyro.module`` (and :func:`ppl_models.registration.pyro_module`) emits one ``param`` site per
+    module parameter, with the parameter itself as the initial value. Outside this handler Pyro puts
+    it in the global parameter store; inside it the site's value is the module's own parameter and
+    the store is never read or written, so a model trained by :func:`inference.svi.fit` (whose
+    optimiser holds the module's parameters) leaves no trace in, and takes nothing from, the store
+    that a user's ``pyro.infer.SVI`` session uses. The sites still appear in traces, so the ELBO can
+    check that a program registers its parameters at all. Other ``param`` sites (a bare
+    ``pyro.param(name, tensor)``) go to the store as usual.
+    """
+
+    def _process_message(self, msg):
+        if msg["type"] != "param" or msg["value"] is not None or len(msg["args"]) < 2:
+            return
+        init = msg["args"][1]
+        if isinstance(init, nn.Parameter):
+            msg["value"] = init
+            msg["done"] = True
+
+
+def local_params(fn=None):
+    """``fn`` run under :class:`LocalParamMessenger` (or the messenger itself when ``fn`` is None)."""
+    messenger = LocalParamMessenger()
     return messenger if fn is None else messenger(fn)

@@ -19,6 +19,8 @@ from pyro.poutine.util import site_is_subsample
 
 from ppl_data import Data
 
+from .handlers import local_params
+
 
 def _per_item_log_prob(trace, sites, width: int) -> torch.Tensor:
     """Σ over ``sites`` of log-densities, one value per item of a plate ``width`` wide (unscaled)."""
@@ -39,8 +41,8 @@ def log_weights(model, guide, x: torch.Tensor, num_samples: int) -> torch.Tensor
     """``(S, B)`` importance log-weights log p(x, z_s) − log q(z_s | x), batch repeated S times."""
     b = x.shape[0]
     xs = x.repeat(num_samples, *([1] * (x.ndim - 1)))
-    guide_trace = poutine.trace(guide).get_trace(xs)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(xs)
+    guide_trace = poutine.trace(local_params(guide)).get_trace(xs)
+    model_trace = poutine.trace(poutine.replay(local_params(model), trace=guide_trace)).get_trace(xs)
     latent = [n for n, s in guide_trace.nodes.items()
               if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
     if not latent:

@@ -150,26 +150,42 @@ def reconstruct(model: MSVAEModel, guide: MSVAEGuide, x: torch.Tensor):
     return model.generate(post[model.first_site][0], post[model.second_site][0])
 
 
+def stage_two_input(model: MSVAEModel, code: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """What G reads besides the second latent: Y for a Y-conditioned G, else the first-stage code."""
+    return y if getattr(model, "condition", "y") == "y" else code
+
+
 @torch.no_grad()
 def conditioning_codes(model: MSVAEModel, guide: MSVAEGuide, x: torch.Tensor,
                        generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
-    """C_R, C_Y, C_X, C_Z, C_Y′ of §4 for a batch ``x``, E = the stage-one encoder mean.
+    """C_R, C_Y, C_X, C_Z, C_Y′ of §4 for a batch ``x``, E = the stage-one encoder mean, G = stage two.
 
-    ε ~ N(0, I) (the second latent's standard-normal prior) replaces the posterior's second latent in C_Z; in C_Y′ the stage-two input
-    is replaced by ε′: a first-stage code drawn from its prior (decoded to Y′ for Y-conditioned G),
-    independent of ``x`` — our reading of "G(ε′, Z)" (the extraction lost the symbols).
+    §4: C_R = E(X), C_Y = E(Y), C_X = E(G(Y, Z)), C_Z = E(G(Y, ε)), C_Y′ = E(G(ε′, Z)) with
+    ε, ε′ ~ N(0, I). ε is drawn in the second latent's space and replaces Z; ε′ is drawn in Y's space
+    (whatever G reads in Y's place: the image Y for a Y-conditioned G, the code for a code-conditioned
+    one) and replaces Y itself — it is *not* a decoded prior code. Z is the posterior mean throughout.
+
+    Also returned, under ``"c_decoded_prior"``: the measure this function called C_Y′ before issue 14,
+    E(G(Y(c′), Z)) with c′ ~ N(0, I) in the first-stage code space decoded by stage one to Y(c′) —
+    a different quantity (a Y-conditioned G sees a decoded image, not noise); see
+    :data:`inference.metrics.conditioning.EXTRA_MEASURES`.
+
+    Draws from ``generator`` in the order ε, c′, ε′ (ε and c′ as before issue 14).
     """
     encode = lambda img: guide.first_posterior(img)[0]  # noqa: E731
     post = guide.posterior(x)
     code, second = post[model.first_site][0], post[model.second_site][0]
     n = x.shape[0]
-    eps = torch.randn(n, model.second_dim, generator=generator).to(x.device)  # ε ~ N(0, I), §4
-    code_prime = torch.randn(n, code.shape[1], generator=generator).to(x.device)
     y = model.first_stage_mean(code)
-    y_prime = model.first_stage_mean(code_prime)
     g = lambda c, yy, s: model.likelihood.mean(model.logits(c, yy, s))  # noqa: E731
+    eps = torch.randn(n, model.second_dim, generator=generator).to(x.device)  # ε ~ N(0, I), §4
+    code_prior = torch.randn(n, code.shape[1], generator=generator).to(x.device)  # c′ (old measure)
+    u = stage_two_input(model, code, y)
+    eps_prime = torch.randn(u.shape, generator=generator).to(device=x.device, dtype=u.dtype)  # ε′, §4
     out = {"c_r": encode(x), "c_y": encode(y), "c_x": encode(g(code, y, second)),
-           "c_z": encode(g(code, y, eps)), "c_y_prime": encode(g(code_prime, y_prime, second))}
+           "c_z": encode(g(code, y, eps)),
+           "c_y_prime": encode(g(eps_prime, eps_prime, second)),  # G(ε′, Z): ε′ stands in for Y (or code)
+           "c_decoded_prior": encode(g(code_prior, model.first_stage_mean(code_prior), second))}
     return {k: v.double().cpu().numpy() for k, v in out.items()}
 
 
@@ -211,5 +227,5 @@ def effective_dims(scale_mean: torch.Tensor, threshold: float = 0.8) -> list[int
 
 __all__ = ["VARIANTS", "Variant", "variant", "family_member", "freeze", "msvae_pair",
            "second_stage_loss", "count_parameters", "big_family_pair", "reconstruct",
-           "conditioning_codes", "image_errors", "batched", "prior_seconds", "traversal_codes",
-           "effective_dims", "C_DIM", "Z_DIM", "STAGE_ONE", "STAGE_ONE_OVERRIDES"]
+           "conditioning_codes", "stage_two_input", "image_errors", "batched", "prior_seconds",
+           "traversal_codes", "effective_dims", "C_DIM", "Z_DIM", "STAGE_ONE", "STAGE_ONE_OVERRIDES"]

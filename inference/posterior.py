@@ -15,6 +15,8 @@ from pyro.poutine.util import site_is_subsample
 
 from ppl_data import Data
 
+from .handlers import local_params
+
 
 def _items(data, index: torch.Tensor, device) -> torch.Tensor:
     if isinstance(data, Data):
@@ -102,10 +104,10 @@ def to_inferencedata(model, guide, data, num_draws: int = 100, num_obs: int | No
     xs = x.repeat(num_draws, *([1] * (x.ndim - 1)))
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
         torch.manual_seed(seed)
-        posterior = _latent_values(poutine.trace(guide).get_trace(xs), num_draws, n)
+        posterior = _latent_values(poutine.trace(local_params(guide)).get_trace(xs), num_draws, n)
         # The model alone, run forward: its latent sites are drawn from the prior. Observed sites
         # are scored against x but their values are x itself, so they carry nothing here.
-        prior = _latent_values(poutine.trace(model).get_trace(xs), num_draws, n)
+        prior = _latent_values(poutine.trace(local_params(model)).get_trace(xs), num_draws, n)
     if not posterior:
         raise ValueError("the guide has no latent sites inside a data plate sized by the batch")
     dims = {name: _dims(name, v) for name, v in {**posterior, **prior}.items()}

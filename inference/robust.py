@@ -8,7 +8,8 @@ The loss for the generative networks (eq. 19) is L = L_rec + L_VB + L_MI:
   :meth:`~inference.elbo.TermsELBO.penalty` hook. α is detached there, so E_α and D are trained on
   L_rec alone and E_π on the full L (§3.5): D never sees L_VB or L_MI, E_α never sees L_MI.
 
-After each generative step (:meth:`RobustELBO.after_step`, called by ``inference.fit``) T and T′
+In each training step (:meth:`RobustELBO.step_update`, inside ``loss_and_grads``: under
+``pyro.infer.SVI`` as under ``inference.fit``) T and T′
 take one step of the classification objective eq. (10)-(11) on the step's detached (π, α), then
 γ (eq. 18, or eq. 24 for the variational ablation) and λ (eq. 23) are updated — all on the device
 as tensors, with no host synchronisation. T′'s estimate is computed without gradients and only
@@ -174,7 +175,6 @@ class RobustELBO(TermsELBO):
         self.gamma = torch.tensor(float(g0))
         self.lam = torch.tensor(float(lambda_init))
         self.step = torch.tensor(0)
-        self._stash = None
 
     def to(self, device):
         self.T.to(device)
@@ -204,18 +204,18 @@ class RobustELBO(TermsELBO):
             i_t_prime = mi_estimate(self.T_prime, pose, appearance)
         l_mi = mi_constraint_loss(i_t, self.lam, self.mu, self.epsilon) * self.warm()
         extra = l_mi if self.use_mi else torch.zeros_like(l_mi)
-        self._stash = (pose.detach(), appearance.detach(), i_t.detach(), i_t_prime)
         return extra, {"I_T": i_t, "I_T_prime": i_t_prime, "L_MI": l_mi, "gamma": self.gamma,
                        "lambda": self.lam}
 
-    def after_step(self, model=None, guide=None, *args, **kwargs) -> None:
-        """One classifier step on the last (π, α), then the γ and λ updates (eqs. 18/24, 23)."""
-        if self._stash is None:
-            raise RuntimeError("after_step needs a loss evaluation first")
-        pose, appearance, i_t, i_t_prime = self._stash
+    def step_update(self, model_trace, guide_trace, info) -> None:
+        """One classifier step on this step's detached (π, α), then γ and λ (eqs. 18/24, 23).
+
+        I_T and I_T′ are the step's own estimates (``self.terms``, detached, as the loss saw them).
+        """
+        pose = guide_trace.nodes["pose"]["value"].detach()
+        appearance = guide_trace.nodes["appearance"]["value"].detach()
         self.classifier_step(pose, appearance)
-        self.update_multipliers(i_t, i_t_prime)
-        self._stash = None
+        self.update_multipliers(self.terms["I_T"], self.terms["I_T_prime"])
 
     def classifier_step(self, pose, appearance):
         self.optimizer.zero_grad(set_to_none=True)

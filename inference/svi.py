@@ -1,10 +1,30 @@
 """The SVI runner: fit a model/guide pair with an ELBO, with checkpoints, warm-up and exact resume.
 
-``fit`` trains with ``torch.optim.Adam`` on the parameters of the model and guide modules (a pair
-is an ``nn.Module``, so ``state_dict()`` saves everything and no global parameter store can alias
-two models built in one process). Each step draws the batch's dataset indices from the run's own
+``fit`` makes exactly the step ``pyro.infer.SVI.step`` makes — ``loss.loss_and_grads(model, guide,
+...)``, which also runs a stateful ELBO's per-step update, then an optimiser step on the parameters
+the traces registered — with ``torch.optim.Adam`` on the parameters of the model and guide modules
+(a pair is an ``nn.Module``, so ``state_dict()`` saves everything). The ``param`` sites are answered
+by the modules' own parameters (:func:`~inference.handlers.local_params`): the global parameter store
+is never touched, so two models built in one process cannot alias each other. Each step draws the batch's dataset indices from the run's own
 generator and passes them to the data plate (``subsample=index``), so a run is a function of its
 seed and resumes bit-for-bit.
+
+The fast path (``fast=True``, the default, so ``scripts/train.py`` runs it) changes how the step is
+computed, never what: a fast step and an eager step give the same loss and gradients to float
+tolerance (``tests/test_fast_path.py``), and a fast run resumes bit-for-bit like an eager one. Its
+parts (:data:`FAST_PARTS`; ``fast=`` also takes a subset, to measure each):
+
+* ``channels_last``: conv weights (every 4-D parameter) in channels-last memory format for the run,
+  so oneDNN (cuDNN on a GPU) runs the convolutions without reordering them on every call; the
+  modules get their layout back when ``fit`` returns. The batch is left as the data gives it: for
+  one channel both layouts are the same memory, and a convolution follows its weight's layout.
+* ``fused_adam``: Adam's fused kernel (one pass over all parameters instead of a Python loop of small
+  ops per parameter), where the parameters' device and dtype allow it.
+* ``allocator``: on a CPU run, glibc's malloc keeps freed activation memory for the next step instead
+  of returning it to the system (:func:`keep_freed_memory`; process-wide, once per process).
+
+Pyro's argument checks and the registration check run on a session's first step only, on either
+path. ``benchmarks/peer_speed.py`` measures the step against pythae, disent and plain PyTorch.
 
 Run directory::
 
@@ -16,15 +36,18 @@ Run directory::
 
 from __future__ import annotations
 
+import ctypes
 import inspect
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import pyro
 import torch
+from pyro import poutine
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -32,13 +55,15 @@ from ppl_data import Data
 
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ConfigError, NonFiniteLossError
-from .handlers import scale_latent
+from .handlers import local_params, scale_latent
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 SUMMARY = "summary.json"
 ADAM_BETAS = (0.9, 0.999)  # Kingma & Ba (2014) defaults, used by every paper here
+#: the parts of the fast path; ``fit(fast=True)`` uses all of them
+FAST_PARTS = frozenset({"channels_last", "fused_adam", "allocator"})
 
 
 class FitResult(NamedTuple):
@@ -66,6 +91,119 @@ def pair_module(model, guide) -> nn.ModuleDict:
             raise ConfigError(f"the {name} must be a torch.nn.Module (so its parameters can be "
                               f"checkpointed), got {type(part).__name__}")
     return nn.ModuleDict({"model": model, "guide": guide})
+
+
+def check_registered(pair: nn.Module, param_trace) -> None:
+    """Raise unless ``param_trace`` (a ``param_only`` trace of a step) holds every trainable parameter.
+
+    ``fit`` optimises ``pair.parameters()``; ``pyro.infer.SVI`` optimises the ``param`` sites of the
+    step. A network that the program does not register would train under one and not the other.
+    """
+    seen = {id(site["value"]) for site in param_trace.nodes.values()}
+    missing = [n for n, p in pair.named_parameters() if p.requires_grad and id(p) not in seen]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ConfigError(f"parameters {shown} are not registered with Pyro in the model or guide, so "
+                          f"pyro.infer.SVI would not train them: call pyro.module(name, net) for every "
+                          f"network (ppl_models.registration.pyro_module(self) in an nn.Module program)")
+
+
+def fast_parts(fast) -> frozenset:
+    """``fit``'s ``fast`` argument as a set of :data:`FAST_PARTS` (True: all, False: none)."""
+    if fast is True:
+        return FAST_PARTS
+    if fast is False or fast is None:
+        return frozenset()
+    if isinstance(fast, str):
+        fast = (fast,)
+    try:
+        parts = frozenset(fast)
+    except TypeError:
+        raise ConfigError(f"fast must be True, False or a subset of {sorted(FAST_PARTS)}, "
+                          f"got {fast!r}") from None
+    unknown = sorted(parts - FAST_PARTS)
+    if unknown:
+        raise ConfigError(f"unknown fast-path part(s) {', '.join(map(repr, unknown))}; expected True, "
+                          f"False or a subset of {sorted(FAST_PARTS)}")
+    return parts
+
+
+_MALLOC_TUNED = False
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+MALLOC_MMAP_THRESHOLD = 64 << 20  # blocks below this come from the reusable heap
+MALLOC_TRIM_THRESHOLD = 256 << 20  # free memory kept at the top of the heap
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed blocks for reuse rather than return them to the system.
+
+    A conv64 training step allocates and frees some 40 MB of activations. By default glibc gives
+    the top of the heap back to the kernel as soon as it is freed, and the next step faults every
+    page in again: about 3,000 page faults and 6 ms of kernel time per step on this 2-core CPU
+    (10,000 on one thread). With blocks under 64 MiB served from the heap and up to 256 MiB of free
+    heap kept, a step reuses its pages. Process-wide and permanent (it is an allocator setting);
+    applied once; Linux with glibc only. Returns whether the setting is in force.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    _MALLOC_TUNED = bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
+                         and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
+    return _MALLOC_TUNED
+
+
+def _to_channels_last(module: nn.Module) -> list[nn.Parameter]:
+    """Put every 4-D parameter (conv weights) of ``module`` in channels-last format; return those moved.
+
+    ``param.data`` is swapped in place, so the parameter objects (and whatever holds them: the
+    optimiser, Pyro traces) stay the same. Values are untouched: only the strides change.
+    """
+    moved = []
+    for param in module.parameters():
+        if param.dim() == 4 and not param.is_contiguous(memory_format=torch.channels_last):
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
+            moved.append(param)
+    return moved
+
+
+def _restore_layout(params: list[nn.Parameter]) -> None:
+    for param in params:
+        param.data = param.data.contiguous()
+        if param.grad is not None:
+            param.grad = param.grad.contiguous()
+
+
+def make_optimizer(params, lr: float, fast: bool = True) -> torch.optim.Adam:
+    """Adam with the papers' betas; on the fast path its fused kernel where the parameters allow it."""
+    params = list(params)
+    if fast:
+        try:
+            return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, fused=True)
+        except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+            pass
+    return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS)
+
+
+def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter optimiser state tensor its parameter's strides.
+
+    A checkpoint written by an eager run holds Adam's moments in the default layout; the fused
+    kernel walks parameter, gradient and moments as flat memory, so a moment whose strides differ
+    from its (channels-last) parameter's would be updated at the wrong elements without any error.
+    Copying into ``empty_like(param)`` keeps every value and fixes the layout.
+    """
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if (torch.is_tensor(value) and value.shape == param.shape
+                    and value.stride() != param.stride()):
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _takes_index(fn) -> bool:
@@ -111,7 +249,7 @@ def default_device() -> torch.device:
 def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size: int = 64,
         lr: float = 1e-4, warmup_steps: int = 0, warmup_start: float = 0.01, seed: int = 0,
         resume: bool = False, log_every: int = 10, checkpoint_every: int = 500, device=None,
-        config: dict | None = None, progress: bool | None = None) -> FitResult:
+        config: dict | None = None, progress: bool | None = None, fast: bool = True) -> FitResult:
     """Fit ``model``/``guide`` to ``data`` by minimising ``loss`` (an ELBO of :mod:`inference.elbo`).
 
     :param steps: total number of optimiser steps (a resumed run continues up to it).
@@ -120,7 +258,11 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
     :param out_dir: run directory; ``None`` trains without writing anything.
     :param resume: continue from ``out_dir/checkpoint.pt``.
     :param progress: show a tqdm bar (``None``: only on a terminal).
+    :param fast: the fast path (module docstring): the same model and loss, computed faster.
+        ``False`` runs the plain eager step (default memory format, for-loop Adam); a subset of
+        :data:`FAST_PARTS` runs those parts only.
     """
+    parts = fast_parts(fast)
     for name, value, low in (("steps", steps, 0), ("batch_size", batch_size, 1),
                              ("log_every", log_every, 1), ("checkpoint_every", checkpoint_every, 1),
                              ("warmup_steps", warmup_steps, 0)):
@@ -155,12 +297,28 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
     pair.to(device)
     if hasattr(loss, "to"):
         loss.to(device)
-    optimizer = torch.optim.Adam(pair.parameters(), lr=lr, betas=ADAM_BETAS)
+    if "allocator" in parts and device.type == "cpu":
+        keep_freed_memory()
+    moved = _to_channels_last(pair) if "channels_last" in parts else []
+    try:
+        return _fit(pair, model, guide, loss, data, state, out, device, parts, steps=steps,
+                    batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                    warmup_start=warmup_start, seed=seed, resume=resume, log_every=log_every,
+                    checkpoint_every=checkpoint_every, config=config, progress=progress)
+    finally:
+        _restore_layout(moved)
+
+
+def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, batch_size, lr,
+         warmup_steps, warmup_start, seed, resume, log_every, checkpoint_every, config,
+         progress) -> FitResult:
+    optimizer = make_optimizer(pair.parameters(), lr, fast="fused_adam" in parts)
     generator = torch.Generator()
     start, train_seconds = 0, 0.0
     if state is not None:
         try:
             optimizer.load_state_dict(state["optimizer"])
+            match_state_layout(optimizer)
             loss.load_state_dict(state.get("loss_state", {}))
             _set_rng_state(state["rng"], generator, device)
         except (ValueError, KeyError, RuntimeError, TypeError) as err:
@@ -185,6 +343,7 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
         _truncate_metrics(out / METRICS, start)
 
     takes_index = _takes_index(model) and _takes_index(guide)
+    local_model, local_guide = local_params(model), local_params(guide)
     n_items = len(data)
 
     def checkpoint(step: int) -> None:
@@ -192,7 +351,8 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
             return
         save_checkpoint(out / CHECKPOINT, {
             "step": step,
-            "params": {k: v.detach().cpu() for k, v in pair.state_dict().items()},
+            # default layout on disk, whatever the run's memory format
+            "params": {k: v.detach().cpu().contiguous() for k, v in pair.state_dict().items()},
             "optimizer": optimizer.state_dict(),
             "loss_state": loss.state_dict(),
             "rng": _rng_state(generator, device),
@@ -213,18 +373,22 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
             x, _ = data.batch(index, device=device)
             args = (x, index.to(device)) if takes_index else (x,)
             weight = warmup_weight(step, warmup_steps, warmup_start)
-            m, g = (model, guide) if weight == 1.0 else (scale_latent(model, weight),
-                                                         scale_latent(guide, weight))
+            m, g = (local_model, local_guide) if weight == 1.0 else (
+                scale_latent(local_model, weight), scale_latent(local_guide, weight))
             optimizer.zero_grad(set_to_none=True)
-            # Pyro's argument checks run on the first step of a process only: they catch a
-            # mis-shaped model at once and cost nothing afterwards.
-            with pyro.validation_enabled(step == start):
-                surrogate = loss.differentiable_loss(m, g, *args)
-                surrogate.backward()
-                optimizer.step()
-                loss.after_step(m, g, *args)
+            # SVI.step's call: gradients and the ELBO's per-step update. Pyro's argument checks, and
+            # the check that every parameter is registered with Pyro, run on a process's first step
+            # only: they catch a mis-built pair at once and cost nothing afterwards.
+            if step == start:
+                with pyro.validation_enabled(True), poutine.trace(param_only=True) as capture:
+                    value = loss.loss_and_grads(m, g, *args)
+                check_registered(pair, capture.trace)
+            else:
+                with pyro.validation_enabled(False):
+                    value = loss.loss_and_grads(m, g, *args)
+            optimizer.step()
 
-            terms = loss.terms or {"loss": surrogate.detach()}
+            terms = loss.terms or {"loss": value}
             if names is None:
                 names = list(terms)
                 acc = torch.zeros(len(names), device=device)

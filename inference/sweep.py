@@ -13,7 +13,8 @@ A study file (YAML or JSON) holds::
       - fixed: {model: beta}
         random: {beta: {loguniform: [1, 256]}}                # random search ...
         num_samples: 4                                        # ... this many draws (seeded)
-    evaluate: {sections: [training, reconstruction, beta_vae], sizes: {beta_vae_train: 300}}
+    evaluate: {sections: [training, reconstruction, beta_vae], sizes: {beta_vae_train: 300},
+               beta_vae_classifier: svm, dci_importance: gbt}    # options: evaluation.py
     resources: {cpu: 1, gpu: 0}
     plot: {x: [lambda_od, beta], metrics: [beta_vae, recon_l2], tradeoff: [recon_l2, beta_vae]}
 
@@ -65,6 +66,8 @@ METRIC_FIELDS = {"beta_vae": ("beta_vae", "eval_accuracy"), "factor_vae": ("fact
                  "fid": ("fid_kid", "fid")}
 TIMES = ("train_s", "eval_s", "wall_s")
 RANDOM_KINDS = ("uniform", "loguniform", "randint", "choice")
+EVALUATE_KEYS = ("sections", "sizes", "full", "seed", "device", "beta_vae_classifier",
+                 "dci_importance")
 
 
 def load_script(name: str):
@@ -162,11 +165,29 @@ def _mapping(value, what: str) -> dict:
     return value
 
 
+def _choice(ev: dict, key: str, default: str, allowed) -> str:
+    value = ev.get(key, default)
+    if value not in allowed:
+        raise ConfigError(f"evaluate.{key}: unknown {value!r}; expected one of {list(allowed)}")
+    return value
+
+
 def _check_flags(names, known, what: str) -> None:
     for name in names:
         if name not in known:
             raise ConfigError(f"{what}: unknown train.py flag {name!r}; expected one of "
                               f"{', '.join(sorted(known))}")
+
+
+def _check_value(name: str, value, action) -> None:
+    """``value`` read as train.py's parser reads ``--name``: a bad value fails the study at once, not
+    each trial after the cluster started (``device`` is left to the workers, which may have GPUs)."""
+    if value is None or action.nargs == 0 or name == "device" or action.type is None:
+        return
+    try:
+        action.type(str(value))
+    except Exception as err:  # noqa: BLE001  argparse types raise ArgumentTypeError, ValueError...
+        raise ConfigError(f"flag {name}: {err}") from None
 
 
 def _draw(spec, rng: np.random.Generator, what: str):
@@ -267,6 +288,8 @@ def expand(raw: dict, out_dir) -> Study:
         for k, v in flags.items():
             if isinstance(v, (list, dict)):
                 raise ConfigError(f"flag {k}: expected a single value, got {v!r}")
+            if k in known:
+                _check_value(k, v, known[k])
         if "steps" not in flags:
             raise ConfigError("every trial needs 'steps' (set it in base)")
     keys = list(dict.fromkeys(k for f in flag_sets for k in f))
@@ -282,18 +305,23 @@ def expand(raw: dict, out_dir) -> Study:
             continue  # the same trial listed twice (e.g. overlapping blocks)
         seen.add(name)
         trials.append(Trial(name, flags, str(runs / name), order))
+    from . import metrics as M  # the metric options' names
+
     ev = _mapping(raw.get("evaluate"), "evaluate")
-    extra = set(ev) - {"sections", "sizes", "full", "seed", "device"}
+    extra = set(ev) - set(EVALUATE_KEYS)
     if extra:
         raise ConfigError(f"evaluate: unknown key(s) {sorted(extra)}; expected some of "
-                          "sections, sizes, full, seed, device")
+                          f"{', '.join(EVALUATE_KEYS)}")
     sections = ev.get("sections", list(DEFAULT_SECTIONS))
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         raise ConfigError(f"evaluate.sections: unknown {bad}; expected some of {list(SECTIONS)}")
     evaluate = {"sections": list(sections), "sizes": _mapping(ev.get("sizes"), "evaluate.sizes"),
                 "full": bool(ev.get("full", False)), "seed": int(ev.get("seed", 0)),
-                "device": ev.get("device", "cpu")}
+                "device": ev.get("device", "cpu"),
+                "beta_vae_classifier": _choice(ev, "beta_vae_classifier", "logistic",
+                                               M.BETA_VAE_CLASSIFIERS),
+                "dci_importance": _choice(ev, "dci_importance", "gbt", M.DCI_IMPORTANCE_MODELS)}
     resources = {"cpu": 1, "gpu": 0, **_mapping(raw.get("resources"), "resources")}
     return Study(str(raw["name"]), trials, evaluate, resources, _mapping(raw.get("plot"), "plot"),
                  tuple(sorted(tied)), raw.get("max_concurrent"))
@@ -355,7 +383,9 @@ def evaluate_run(run_dir: str, evaluate: dict) -> dict:
     from .evaluation import Evaluation, markdown
 
     run = Path(run_dir)
-    ev = Evaluation(run, evaluate["full"], evaluate["device"], evaluate["seed"])
+    ev = Evaluation(run, evaluate["full"], evaluate["device"], evaluate["seed"],
+                    dci_importance=evaluate.get("dci_importance", "gbt"),
+                    beta_vae_classifier=evaluate.get("beta_vae_classifier", "logistic"))
     ev.sizes = {**ev.sizes, **evaluate["sizes"]}
     ev.report["sizes"] = dict(ev.sizes)
 
@@ -366,7 +396,7 @@ def evaluate_run(run_dir: str, evaluate: dict) -> dict:
         ev.report["metrics"]["beta_vae"] = {
             **M.compute_beta_vae(ev.data, ev.represent, ev.gen(4), num_train=s["beta_vae_train"],
                                        num_eval=s["beta_vae_eval"], batch_size=s["group_size"],
-                                       device=ev.device),
+                                       device=ev.device, classifier=ev.beta_vae_classifier),
             "num_train": s["beta_vae_train"], "num_eval": s["beta_vae_eval"], "group_size": s["group_size"]}
 
     sections = {"training": ev.training, "reconstruction": ev.reconstruction, "beta_vae": beta_vae,
@@ -581,7 +611,9 @@ def write_tables(study: Study, rows, out: Path, skipped: int = 0, seconds: float
     lines += [f"# Sweep `{study.name}`", "",
               f"{len(rows)} trials: {counts['ok']} ok, {counts['error']} failed, "
               f"{counts['not run']} not run; finished before this call: {skipped}; this call took "
-              f"{seconds:.0f} s. Evaluation: {', '.join(study.evaluate['sections'])}. "
+              f"{seconds:.0f} s. Evaluation: {', '.join(study.evaluate['sections'])}; "
+              f"β-VAE metric classifier: {study.evaluate.get('beta_vae_classifier', 'logistic')}, "
+              f"DCI importances: {study.evaluate.get('dci_importance', 'gbt')}. "
               "Fixed flags are in sweep.csv; each trial's run directory is runs/<name>.", "",
               "## Trials", "",
               "| " + " | ".join(shown + ["status"] + metrics + list(TIMES) + ["error"]) + " |",
@@ -606,7 +638,8 @@ def write_tables(study: Study, rows, out: Path, skipped: int = 0, seconds: float
         lines += ["", "![metric vs hyperparameter](sweep.png)"]
     atomic_write_text(out / "sweep.md", "\n".join(lines) + "\n")
     with open(out / "sweep_summary.json.tmp", "w") as fh:
-        json.dump({"counts": counts, "aggregate": agg}, fh, indent=2, default=str)
+        json.dump({"counts": counts, "evaluate": study.evaluate, "aggregate": agg}, fh, indent=2,
+                  default=str)
     os.replace(out / "sweep_summary.json.tmp", out / "sweep_summary.json")
 
 

@@ -3,14 +3,17 @@
 Networks follow the VITAE supplement §2, Table 1 (MLPs, LeakyReLU 0.1, d = 2 per latent group
 for MNIST); each VITAE network has about half the neurons of the VAE's (enc 128-64, dec 64-64),
 the appearance nets a little more than the perspective nets ("benefits from a bit higher capacity").
+The encoders' softplus head gives the variance σ² (Table 1; :class:`guides.vitae.VITAEEncoder`).
+The likelihood is Bernoulli by default (MNIST, §2); with ``likelihood="gaussian"`` its variance is
+fixed to σ²_decoder = 0.1 (§2, SMPL), i.e. ``obs_scale`` = √0.1 (a standard deviation, as for every
+model).
 """
 
 from __future__ import annotations
 
 import math
 
-from guides.nets import MLPEncoder
-from guides.vitae import CVITAEGuide, UVITAEGuide
+from guides.vitae import CVITAEGuide, UVITAEGuide, VITAEEncoder
 from ppl_models.likelihoods import make_likelihood
 from ppl_models.nets import MLPDecoder
 from ppl_models.spatial import TRANSFORMERS, make_transformer
@@ -30,6 +33,9 @@ VITAE_PARAMS = {
     "transformer": "affine_diffeo",  # supplement §3: the most stable parametrisation
     "cpab_tessellation": "2,4",  # supplement §2 (SMPL): [2, 4], zero boundary -> dim θ = 30
     "beta": 1.0,
+    # Gaussian likelihood's standard deviation: supplement §2 fixes σ²_decoder = 0.1 (SMPL), so √0.1.
+    # (Used with likelihood="gaussian"; the default, as for MNIST in Table 1, is Bernoulli.)
+    "obs_scale": math.sqrt(0.1),
     # Side of the appearance decoder's canonical frame as a fraction of the image's (1 = the whole
     # frame, the paper). Below 1 the canonical image is drawn at the centre and zero-padded, so the
     # appearance path cannot place a small sprite anywhere: position must come from T_θ (ours).
@@ -81,8 +87,8 @@ def vitae_pair(config: dict, data_shape, dataset_size: int, conditional: bool):
     persp_dec = perspective_decoder(dp, transformer.dim, PERSP_DECODER)
     model = VITAEModel(app_decoder, persp_dec, transformer, dp, da, dataset_size, likelihood,
                        canvas=tuple(data_shape[1:]))
-    persp_enc = MLPEncoder(data_shape, dp, PERSP_ENCODER)
-    app_enc = MLPEncoder(data_shape, da, tuple(width * h for h in APP_ENCODER))
+    persp_enc = VITAEEncoder(data_shape, dp, PERSP_ENCODER)
+    app_enc = VITAEEncoder(data_shape, da, tuple(width * h for h in APP_ENCODER))
     if conditional:
         guide = CVITAEGuide(persp_enc, app_enc, persp_dec, transformer, dataset_size)
     else:

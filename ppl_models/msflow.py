@@ -23,6 +23,7 @@ import pyro.distributions as dist
 import pyro.distributions.transforms as T
 import torch
 from torch import nn
+from .registration import pyro_module
 
 COMPONENTS = 10  # appendix D: "a mixture of 10 Gaussians"
 
@@ -121,6 +122,7 @@ class MSFlowModel(nn.Module):
         self.mixture, self.flow = mixture, flow
 
     def forward(self, x: torch.Tensor | None = None, n: int | None = None):
+        pyro_module(self)
         n = x.shape[0] if x is not None else n
         with pyro.plate("data", n):
             c = pyro.sample("c", dist.Categorical(self.mixture.weights))

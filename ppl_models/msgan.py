@@ -24,6 +24,7 @@ from torch import nn
 from .likelihoods import BernoulliLikelihood
 from .msvae import ConditionalDecoder
 from .priors import StandardNormalPrior
+from .registration import pyro_module
 
 
 class PairDiscriminator(nn.Module):
@@ -72,6 +73,7 @@ class MSGANModel(nn.Module):
         return torch.sigmoid(self.generator(y, z))
 
     def forward(self, n: int):
+        pyro_module(self)
         with pyro.plate("data", n):
             code = pyro.sample("c", self.stage_one.prior(n))
             y = pyro.deterministic("y", self.first_stage_mean(code), event_dim=3)

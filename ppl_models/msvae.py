@@ -31,6 +31,7 @@ from .adain import AdaIN
 from .likelihoods import BernoulliLikelihood
 from .plates import data_plate
 from .priors import StandardNormalPrior
+from .registration import pyro_module
 
 CONDITIONS = ("y", "code")
 INJECTIONS = ("adain", "concat")
@@ -158,6 +159,7 @@ class MSVAEModel(nn.Module):
         return self.decoder(y if self.condition == "y" else code, second)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None):
+        pyro_module(self)
         event_dim = x.ndim - 1
         batch = x.shape[0]
         with data_plate(x, index, self.dataset_size):

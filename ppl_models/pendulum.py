@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from .nets import mlp
 from .plates import data_plate
+from .registration import pyro_module
 
 STAGES = ("y0", "y1", "theta", "all")
 MIN_SCALE = 1e-3
@@ -103,6 +104,7 @@ class PendulumModel(nn.Module):
         return dist.Normal(self.residual(y1, z), F.softplus(self.raw_theta_scale) + MIN_SCALE).to_event(1)
 
     def forward(self, record: torch.Tensor, index: torch.Tensor | None = None):
+        pyro_module(self)
         length, damping, y0, y1, theta = unpack(record)
         n = record.shape[0]
         zeros, ones = record.new_zeros(n, self.z_dim), record.new_ones(n, self.z_dim)

@@ -25,6 +25,7 @@ from torch import nn
 from .likelihoods import GaussianLikelihood
 from .plates import data_plate
 from .priors import StandardNormalPrior
+from .registration import pyro_module
 
 #: σ of the Gaussian likelihood. The authors' code minimises the plain sum of squared errors
 #: (σ² = 1/2) on 256×256×3 images; on our 32×32×3 / 64×64×3 sprites that makes the KL ~64× / 16×
@@ -64,6 +65,7 @@ class PoseAppearanceModel(nn.Module):
         self.prior = prior if prior is not None else StandardNormalPrior(pose_dim)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None, pose_scale=None):
+        pyro_module(self)
         if x.ndim < 3 or x.shape[1] != 2:
             raise ValueError(f"expected pairs shaped (B, 2, ...), got {tuple(x.shape)}")
         x2 = x[:, 1]

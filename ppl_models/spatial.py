@@ -12,13 +12,20 @@ images on the grid (bilinear, zeros outside): ``warp(x, θ)(p) = x(T_θ(p))``, s
 zero starts at the identity transform.
 
 * :class:`AffineTransformer` — VITAE supplement eq. (1): [A | b] = [I | 0] + θ (6 free parameters).
-* :class:`DecomposedAffineTransformer` — supplement eq. (2): A = R(α)·Shear(m)·diag(s_x, s_y), b = t,
-  with s = exp(θ_s) so that the scale stays positive (our choice; eq. (2) leaves it free).
+* :class:`DecomposedAffineTransformer` (``"affine_decomp"``) — supplement eq. (2):
+  A = R(α)·Shear(m)·diag(s_x, s_y), b = t, with the scale s itself as a free parameter
+  (s = 1 + θ_s, so that θ = 0 is the identity): det A = s_x·s_y, so A turns singular at s = 0 and
+  reflects for s < 0, as eq. (2) allows. This is the parametrisation the stability study
+  (``scripts/vitae_stability.py``, supplement §3, Fig. 1) compares.
+* :class:`PositiveDecomposedAffineTransformer` (``"affine_decomp_pos"``) — eq. (2) with
+  s = exp(θ_s) (ours, not the paper's): det A > 0, so A can never be singular or reflect.
 * :class:`DiffeomorphicAffineTransformer` — supplement eq. (3): [A | b] = first two rows of
   expm([[θ₁ θ₂ θ₃], [θ₄ θ₅ θ₆], [0 0 0]]); invertible by construction, T⁻¹ = expm(−L).
 * :class:`CPABTransformer` — continuous piecewise-affine velocity fields (Freifeld et al. 2015)
   integrated by ``libcpab`` (supplement §2: tessellation [2, 4] or [4, 4], zero boundary, no volume
-  preservation: dim θ = 30 or 62); T⁻¹ is the flow of −v, i.e. θ -> −θ.
+  preservation: dim θ = 30 or 62); T⁻¹ is the flow of −v, i.e. θ -> −θ. Always libcpab's
+  pure-PyTorch integrator (``CPAB_BACKEND``), whatever libcpab could compile: see
+  :func:`_import_libcpab`.
 
 References
 [1] Detlefsen, Skafte & Hauberg. Explicit Disentanglement of Appearance and Perspective in
@@ -29,10 +36,7 @@ References
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import warnings
 
 import torch
 from torch import nn
@@ -124,17 +128,51 @@ class AffineTransformer(_AffineFamily):
 class DecomposedAffineTransformer(_AffineFamily):
     """Supplement eq. (2): A = R(α)·[[1, m], [0, 1]]·diag(s_x, s_y), b = (t_x, t_y).
 
-    θ = (α, m, log s_x, log s_y, t_x, t_y); the log-scales keep A invertible.
+    θ = (α, m, s_x − 1, s_y − 1, t_x, t_y): the scale enters raw, as in eq. (2) (shifted by one
+    only so that θ = 0 is the identity). det A = s_x·s_y: A is singular at s_x·s_y = 0 and a
+    reflection below it, which is what the supplement's §3 stability study puts to the test. Its
+    inverse is taken in closed form, diag(1/s)·Shear(−m)·R(−α), so a singular A gives inf/NaN
+    (a diverged run) rather than a linear-algebra error.
+
+    :param positive_scale: s = exp(θ_s) instead (our variant, ``"affine_decomp_pos"``): det A > 0.
     """
 
+    def __init__(self, positive_scale: bool = False):
+        super().__init__()
+        self.positive_scale = bool(positive_scale)
+
+    def factors(self, theta):
+        """(α, m, s_x, s_y, t_x, t_y) of θ."""
+        alpha, shear, theta_sx, theta_sy, tx, ty = theta.unbind(-1)
+        if self.positive_scale:
+            sx, sy = torch.exp(theta_sx), torch.exp(theta_sy)
+        else:
+            sx, sy = 1 + theta_sx, 1 + theta_sy
+        return alpha, shear, sx, sy, tx, ty
+
     def matrix(self, theta):
-        alpha, shear, log_sx, log_sy, tx, ty = theta.unbind(-1)
+        alpha, shear, sx, sy, tx, ty = self.factors(theta)
         cos, sin = torch.cos(alpha), torch.sin(alpha)
-        sx, sy = torch.exp(log_sx), torch.exp(log_sy)
         # R·Shear·Scale multiplied out: [[c, -s], [s, c]]·[[sx, m·sy], [0, sy]].
         a11, a12 = cos * sx, (cos * shear - sin) * sy
         a21, a22 = sin * sx, (sin * shear + cos) * sy
         return torch.stack([torch.stack([a11, a12, tx], -1), torch.stack([a21, a22, ty], -1)], -2)
+
+    def inverse_matrix(self, theta):
+        alpha, shear, sx, sy, tx, ty = self.factors(theta)
+        cos, sin = torch.cos(alpha), torch.sin(alpha)
+        # A⁻¹ = diag(1/sx, 1/sy)·[[1, -m], [0, 1]]·[[c, s], [-s, c]], b⁻¹ = −A⁻¹ t.
+        b11, b12 = (cos + shear * sin) / sx, (sin - shear * cos) / sx
+        b21, b22 = -sin / sy, cos / sy
+        c1, c2 = -(b11 * tx + b12 * ty), -(b21 * tx + b22 * ty)
+        return torch.stack([torch.stack([b11, b12, c1], -1), torch.stack([b21, b22, c2], -1)], -2)
+
+
+class PositiveDecomposedAffineTransformer(DecomposedAffineTransformer):
+    """Eq. (2) with a positive scale s = exp(θ_s) (ours): A is never singular nor a reflection."""
+
+    def __init__(self):
+        super().__init__(positive_scale=True)
 
 
 class DiffeomorphicAffineTransformer(_AffineFamily):
@@ -153,20 +191,58 @@ class DiffeomorphicAffineTransformer(_AffineFamily):
         return torch.linalg.matrix_exp(-self.lie_algebra(theta))[..., :2, :]
 
 
+#: The libcpab integrator every :class:`CPABTransformer` uses: its pure-PyTorch one ("slow").
+CPAB_BACKEND = "pytorch"
+
+_NO_CUDA_RUNTIME = "No CUDA runtime is found"
+
+
+class _DropNoCudaRuntime(logging.Filter):
+    """Drops torch.utils.cpp_extension's "No CUDA runtime is found" record (and only that one)."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith(_NO_CUDA_RUNTIME)
+
+
+def _refuse_jit_build(name, *args, **kwargs):
+    raise RuntimeError(f"libcpab's JIT build of {name!r} is skipped: {CPAB_BACKEND} backend pinned")
+
+
 def _import_libcpab():
+    """libcpab's ``Cpab`` and its pure-PyTorch integrator, imported without libcpab's JIT build.
+
+    How libcpab picks a backend: on import, ``libcpab.transformer`` calls
+    ``torch.utils.cpp_extension.load`` on its C++/CUDA sources and sets ``_cpu_succes`` /
+    ``_gpu_succes``; ``CPAB_transformer`` then dispatches to the compiled integrator (analytic
+    gradient from the C code) when the build succeeded and ``params.use_slow`` is False, else to
+    ``CPAB_transformer_slow`` (pure PyTorch, autograd gradient). The two give different gradients
+    near zero velocity, so the result would depend on whether a compiler was found. We pin the
+    pure-PyTorch one: while libcpab is first imported, ``load`` is replaced by a stub that refuses
+    (so nothing is compiled, and the build's messages never appear), and
+    :class:`CPABTransformer` calls ``CPAB_transformer_slow`` directly (so the pin holds even where
+    libcpab was imported, and compiled, before us). Importing ``torch.utils.cpp_extension`` logs
+    "No CUDA runtime is found" on a machine with a CUDA toolkit and no GPU; that one record is
+    filtered out, everything else it logs goes through.
+    """
     log = logging.getLogger("torch.utils.cpp_extension")
-    level = log.level
-    log.setLevel(logging.ERROR)
+    drop = _DropNoCudaRuntime()
+    log.addFilter(drop)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            from libcpab import Cpab  # prints and tries a JIT build on import
+        import torch.utils.cpp_extension as cpp_extension
+
+        real_load = cpp_extension.load
+        cpp_extension.load = _refuse_jit_build
+        try:
+            from libcpab import Cpab
+            from libcpab import transformer as cpab_transformer
+        finally:
+            cpp_extension.load = real_load
     except ImportError as err:
         raise ImportError("CPABTransformer needs the 'libcpab' package (pure-PyTorch CPAB): "
                           "pip install libcpab") from err
     finally:
-        log.setLevel(level)
-    return Cpab
+        log.removeFilter(drop)
+    return Cpab, cpab_transformer.CPAB_transformer_slow
 
 
 class CPABTransformer(SpatialTransformer):
@@ -176,19 +252,21 @@ class CPABTransformer(SpatialTransformer):
     :param steps: integration steps of libcpab's solver (its default, 50).
 
     Zero boundary and no volume preservation, as in the supplement §2. θ = 0 is the zero velocity
-    field, the identity; T_θ⁻¹ = T_{−θ} (the flow of −v undoes the flow of v).
+    field, the identity; T_θ⁻¹ = T_{−θ} (the flow of −v undoes the flow of v). The integrator is
+    always libcpab's pure-PyTorch one (``backend`` = :data:`CPAB_BACKEND`), never its compiled
+    extension, so results and gradients do not depend on the machine (see :func:`_import_libcpab`).
     """
+
+    backend = CPAB_BACKEND
 
     def __init__(self, tessellation=(2, 4), steps: int = 50):
         super().__init__()
         tess = [int(t) for t in tessellation]
         if len(tess) != 2 or min(tess) < 1:
             raise ValueError(f"CPAB tessellation must be two positive cell counts, got {tessellation!r}")
-        Cpab = _import_libcpab()
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            self._cpab = Cpab(tess, device="cpu", zero_boundary=True, volume_perservation=False)
-        # The fast path needs C sources the wheel does not ship; the pure-PyTorch one is used.
+        Cpab, self._integrate = _import_libcpab()
+        self._cpab = Cpab(tess, device="cpu", zero_boundary=True, volume_perservation=False)
+        # use_slow also pins libcpab's own dispatcher (for its methods we do not bypass).
         self._cpab.set_solver_params(nstepsolver=int(steps), use_slow=True)
         self.tessellation = tuple(tess)
         self.dim = int(self._cpab.get_theta_dim())
@@ -202,7 +280,10 @@ class CPABTransformer(SpatialTransformer):
         unit = ((p + 1) / 2).transpose(-1, -2)
         if unit.shape[0] == 1:
             unit = unit[0]
-        out = self._cpab.transform_grid(unit.to(torch.float32), theta.to(torch.float32))
+        elif unit.shape[0] != theta.shape[0]:
+            raise ValueError(f"points for {unit.shape[0]} items, θ for {theta.shape[0]}")
+        # The pure-PyTorch integrator, called directly: libcpab's dispatcher is not consulted.
+        out = self._integrate(unit.to(torch.float32), theta.to(torch.float32), self._cpab.params)
         return (out.transpose(-1, -2) * 2 - 1).to(theta.dtype)
 
     def inverse_points(self, theta, p):
@@ -212,13 +293,14 @@ class CPABTransformer(SpatialTransformer):
 TRANSFORMERS = {
     "affine": AffineTransformer,
     "affine_decomp": DecomposedAffineTransformer,
+    "affine_decomp_pos": PositiveDecomposedAffineTransformer,
     "affine_diffeo": DiffeomorphicAffineTransformer,
     "cpab": CPABTransformer,
 }
 
 
 def make_transformer(name: str, **kwargs) -> SpatialTransformer:
-    """``name`` is one of ``TRANSFORMERS``: affine, affine_decomp, affine_diffeo, cpab."""
+    """``name`` is one of ``TRANSFORMERS`` (affine, affine_decomp, affine_decomp_pos, affine_diffeo, cpab)."""
     if name not in TRANSFORMERS:
         raise ValueError(f"unknown transformer {name!r}; expected one of {', '.join(TRANSFORMERS)}")
     return TRANSFORMERS[name](**kwargs)

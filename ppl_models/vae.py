@@ -13,6 +13,7 @@ from torch import nn
 from .likelihoods import BernoulliLikelihood
 from .plates import data_plate
 from .priors import StandardNormalPrior
+from .registration import pyro_module
 
 
 class VAEModel(nn.Module):
@@ -36,6 +37,7 @@ class VAEModel(nn.Module):
         self.site = site
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None):
+        pyro_module(self)
         event_dim = x.ndim - 1
         with data_plate(x, index, self.dataset_size):
             z = pyro.sample(self.site, self.prior(x.shape[0]))

@@ -30,6 +30,7 @@ from .nets import MLPDecoder
 from .plates import data_plate
 from .priors import StandardNormalPrior
 from .spatial import SpatialTransformer
+from .registration import pyro_module
 
 PERSP, APP = "z_persp", "z_app"
 LOGIT_EPS = 1e-5  # warped probabilities are clamped to [eps, 1 − eps] before the logit
@@ -100,6 +101,7 @@ class VITAEModel(nn.Module):
         return warped
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None):
+        pyro_module(self)
         event_dim = x.ndim - 1
         with data_plate(x, index, self.dataset_size):
             z_persp = pyro.sample(PERSP, self.persp_prior(x.shape[0]))

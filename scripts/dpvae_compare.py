@@ -1,6 +1,6 @@
 """dpVAE on the shapes: each regularised ELBO with and without the decoupled prior, same seeds.
 
-    python scripts/dpvae_compare.py --out runs/dpvae_compare [--quick] [--models beta,betatc,...]
+    python scripts/dpvae_compare.py --out runs/dpvae_compare [--quick] [--models beta,betatc,...] [--resume]
 
 For every ELBO of the family (β-VAE, β-VAE-B, β-TCVAE, FactorVAE, InfoVAE; the dpVAE supplement's
 Table 1 hyperparameters) it trains the conv64 VAE on procedural dSprites twice — standard-Normal
@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 import ppl_data  # noqa: E402
 from inference import build, fit, metrics as M, resolve_config  # noqa: E402
-from inference.cli import OneLineParser, positive_int, run_main  # noqa: E402
+from inference.cli import (OneLineParser, check_output_dir, comma_list, default_device,  # noqa: E402
+                           positive_int, random_seed, run_main, torch_device)
 from inference.errors import ConfigError  # noqa: E402
 from inference.fid import feature_net, fid_kid, reconstruction_error  # noqa: E402
 from inference.lpgen import low_posterior_samples  # noqa: E402
@@ -68,30 +69,34 @@ def score(model, guide, data, test, s: dict, seed: int, out: Path) -> dict:
 def main(argv=None):
     p = OneLineParser(prog="dpvae_compare.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true", help="continue a stopped comparison in --out")
     p.add_argument("--quick", action="store_true", help="CPU budget, else the paper's settings")
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma list from {','.join(MODELS)}")
+    p.add_argument("--models", type=comma_list(MODELS), default=",".join(MODELS),
+                   help=f"comma list from {','.join(MODELS)}")
     p.add_argument("--steps", type=positive_int, help="override the steps of the setting")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--device", type=torch_device, default=default_device())
     args = p.parse_args(argv)
-    models = [m for m in args.models.split(",") if m]
-    bad = [m for m in models if m not in MODELS]
-    if bad:
-        raise ConfigError(f"--models: unknown {bad}; expected some of {list(MODELS)}")
+    models = args.models
+    out = check_output_dir(args.out, continuing=args.resume, how="--resume to continue it")
     s = dict(QUICK if args.quick else PAPER)
     if args.steps:
         s["steps"] = args.steps
-    out = Path(args.out)
-    data = ppl_data.load("dsprites")
-    _, test = data.split(0.05, seed=0)
     rows = []
     results_path = out / "compare.json"
-    done = json.loads(results_path.read_text())["rows"] if results_path.exists() else []
+    done = []
+    if args.resume and results_path.exists():  # a stopped comparison resumes where it was
+        try:
+            done = list(json.loads(results_path.read_text())["rows"])
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"--resume: {results_path} is not a comparison's results") from None
+    data = ppl_data.load("dsprites")
+    _, test = data.split(0.05, seed=0)
     for model_name in models:
         for prior in ("normal", "flow"):
             key = f"{model_name}-{prior}"
-            prev = [r for r in done if r["run"] == key]
-            if prev:  # a stopped comparison resumes where it was
+            prev = [r for r in done if isinstance(r, dict) and r.get("run") == key]
+            if prev:
                 rows.append(prev[0])
                 continue
             config = resolve_config(model_name, {"prior": prior})

@@ -27,9 +27,9 @@ import ppl_data  # noqa: E402
 from guides.nets import MLPEncoder  # noqa: E402
 from guides.vae import VAEGuide  # noqa: E402
 from inference import fit  # noqa: E402
-from inference.cli import OneLineParser, positive_int, run_main  # noqa: E402
+from inference.cli import (OneLineParser, check_output_dir, default_device, positive_float,  # noqa: E402
+                           positive_int, random_seed, run_main, torch_device)
 from inference.elbo import TermsELBO  # noqa: E402
-from inference.errors import ConfigError  # noqa: E402
 from inference.lpgen import encode_posterior, low_posterior_samples  # noqa: E402
 from ppl_models.likelihoods import GaussianLikelihood  # noqa: E402
 from ppl_models.nets import MLPDecoder  # noqa: E402
@@ -109,16 +109,14 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true", help="CPU setting (minutes), else the paper's")
     p.add_argument("--steps", type=positive_int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--obs-scale", type=float, default=0.03, help="std of the Gaussian likelihood")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--obs-scale", type=positive_float, default=0.03, help="std of the Gaussian likelihood")
+    p.add_argument("--device", type=torch_device, default=default_device())
     args = p.parse_args(argv)
     settings = dict(QUICK if args.quick else PAPER)
     if args.steps:
         settings["steps"] = args.steps
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} already exists and is not empty")
+    out = check_output_dir(args.out)
     data = ppl_data.load("two_moons", n=10_000, noise=0.05, seed=args.seed)
     results, rows = {}, []
     for prior in ("normal", "flow"):

@@ -24,8 +24,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from inference.checkpoint import atomic_write_text  # noqa: E402
-from inference.cli import OneLineParser, non_negative_int, run_main  # noqa: E402
-from inference.errors import ConfigError  # noqa: E402
+from inference.cli import OneLineParser, random_seed, run_main, torch_device  # noqa: E402
 from inference.evaluation import SIZES, Evaluation, check_run_dir, load_data, markdown  # noqa: E402,F401
 
 
@@ -33,8 +32,8 @@ def make_parser() -> OneLineParser:
     p = OneLineParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="a run directory written by scripts/train.py")
     p.add_argument("--full", action="store_true", help="disentanglement_lib's sample sizes (slow)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--device", type=torch_device, default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--no-fid", action="store_true", help="skip FID/KID (trains a feature net once)")
     return p
 
@@ -43,8 +42,6 @@ def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     run_dir = Path(args.run_dir)
     check_run_dir(run_dir)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA device is available")
     t_all = time.perf_counter()
     ev = Evaluation(run_dir, args.full, args.device, args.seed)
     sections = [("training", ev.training), ("pictures", ev.pictures),

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from inference.checkpoint import atomic_write_text
-from inference.cli import experiment_parser, experiment_settings, positive_int, run_main
+from inference.cli import existing_dir, experiment_parser, experiment_settings, positive_int, run_main
 from inference.pictures import save_grid
 from ppl_data import digits, mnist
 from ppl_models.msflow import COMPONENTS, ConditionalCouplingFlow, GaussianMixture, MSFlowModel
@@ -34,7 +34,8 @@ PAPER = dict(steps=30_000, batch_size=128, lr=1e-3, layers=8, hidden=1024, eval_
 
 def parse(argv):
     p = experiment_parser(__doc__.splitlines()[0], "runs/msflow")
-    p.add_argument("--data-root", help="folder with MNIST IDX files (default: scikit-learn's 8×8 digits)")
+    p.add_argument("--data-root", type=existing_dir,
+                   help="folder with MNIST IDX files (default: scikit-learn's 8×8 digits)")
     p.add_argument("--steps", type=positive_int, help="override the flow's training steps")
     return p.parse_args(argv)
 
@@ -78,9 +79,9 @@ def train_flow(model: MSFlowModel, x_train, val, test, s, sample_y: bool, seed: 
 
 
 def run(args):
-    s, out = experiment_settings(args, QUICK, PAPER, {"steps": args.steps})
     t0 = time.perf_counter()
     data, levels, side = (mnist(args.data_root), 256, 28) if args.data_root else (digits(), 17, 8)
+    s, out = experiment_settings(args, QUICK, PAPER, {"steps": args.steps})  # after the data are read
     gen = torch.Generator().manual_seed(args.seed)
     x = dequantised(data, levels, gen)
     perm = torch.randperm(len(x), generator=gen)

@@ -13,8 +13,10 @@ Writes ``results.json``, ``table.md``, ``reconstructions.png``, ``traversals.png
 ``z_perturbation.png`` under ``--out``.
 
 Table columns (§4, Appendices G, J): MIG of C; FID of reconstructions against the data (our offline
-feature net, ``inference.fid``; not Inception FID); L1, L2; M1–M4; mean downstream accuracy over the
-ten factors of an MLP reading C, Z and C+Z; and the same for the coarse and the fine factors.
+feature net, ``inference.fid``; not Inception FID); L1, L2; M1–M4 (§4; M4 = MI[C_R; E(G(ε′, Z))] with
+ε′ ~ N(0, I) in Y's space, since issue 14) and M_decoded_prior (the pre-issue-14 "M4": Y′ decoded from a
+prior code; not a §4 measure); mean downstream accuracy over the ten factors of an MLP reading C, Z and
+C+Z; and the same for the coarse and the fine factors.
 Paper settings: C = 10, Z = 10 (§4, SmallNORB), β = 4 (Appendix A), batch 64, Adam lr 1e-4 and
 300,000 steps per stage (disentanglement_lib's β-TCVAE defaults, which §3.2 says stage one uses).
 """
@@ -28,14 +30,13 @@ warnings.filterwarnings("ignore")
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from inference import fit  # noqa: E402
 from inference.checkpoint import atomic_write_text  # noqa: E402
-from inference.cli import experiment_parser, positive_int, run_main  # noqa: E402
+from inference.cli import check_output_dir, comma_list, experiment_parser, positive_int, run_main  # noqa: E402
 from inference.fid import feature_net, features, fid_from_features  # noqa: E402
 from inference.metrics import mig  # noqa: E402
 from inference.metrics.conditioning import conditioning_measures, mlp_accuracy  # noqa: E402
@@ -57,7 +58,8 @@ MODELS = ("betatc", "msvae", "msvae_c", "msvae_c_in", "msvae_e2e", "msvae_zc", "
 
 def parse(argv):
     p = experiment_parser(__doc__.splitlines()[0], "runs/msvae")
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    p.add_argument("--models", type=comma_list(MODELS), default=",".join(MODELS),
+                   help="comma-separated subset of " + ",".join(MODELS))
     p.add_argument("--steps1", type=positive_int, help="override stage-one steps")
     p.add_argument("--steps2", type=positive_int, help="override stage-two steps")
     return p.parse_args(argv)
@@ -133,15 +135,11 @@ def encode_all(code_fn, x) -> dict[str, np.ndarray]:
 
 
 def run(args):
+    wanted = args.models
+    out = check_output_dir(args.out, continuing=args.force, how="--force to write into it")
     if args.quick:
         torch.set_num_threads(1)
-    wanted = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in wanted if m not in MODELS]
-    if bad:
-        from inference.errors import ConfigError
-        raise ConfigError(f"unknown models {bad}; expected a subset of {', '.join(MODELS)}")
     t0 = time.perf_counter()
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ex = Experiment(args)
     s = ex.s
@@ -223,8 +221,8 @@ def pictures(ex, m1, g1, pairs, out):
 
 
 def table_md(rows, s, wall):
-    cols = ["params", "train_s", "mig", "fid", "l1", "l2", "M1", "M2", "M3", "M4", "acc_C", "acc_Z", "acc_C+Z",
-            "acc_C_fine", "acc_Z_fine", "acc_C+Z_fine"]
+    cols = ["params", "train_s", "mig", "fid", "l1", "l2", "M1", "M2", "M3", "M4", "M_decoded_prior",
+            "acc_C", "acc_Z", "acc_C+Z", "acc_C_fine", "acc_Z_fine", "acc_C+Z_fine"]
     lines = [f"settings: {json.dumps(s)}; wall {wall:.0f} s", "",
              "| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
     for name, r in rows.items():

@@ -22,14 +22,14 @@ import warnings
 warnings.filterwarnings("ignore")  # import-time chatter from dependencies is not the user's problem
 
 import json  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from inference.cli import OneLineParser, non_negative_int, positive_float, positive_int, run_main  # noqa: E402
+from inference.cli import (OneLineParser, check_batch_size, check_output_dir, comma_list,  # noqa: E402
+                           non_negative_int, positive_float, positive_int, random_seed, run_main, torch_device)
 from inference.errors import ConfigError  # noqa: E402
 from inference.pictures import save_grid  # noqa: E402
-from inference.robust import (EPSILON, L_GAMMA, VARIANTS, RobustELBO, appearance_usage,  # noqa: E402
+from inference.robust import (EPSILON, L_GAMMA, RobustELBO, appearance_usage,  # noqa: E402
                               fitted_mi, mi_estimates, robust_pair, transfer, transfer_errors)
 from inference.svi import default_device, fit  # noqa: E402
 from ppl_data import SpritePairs, Sprites  # noqa: E402
@@ -56,7 +56,8 @@ def make_parser() -> OneLineParser:
     p = OneLineParser(prog="robust_sprites.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/robust_sprites", help="output folder (one run folder per variant)")
     p.add_argument("--quick", action="store_true", help=f"CPU settings {QUICK}")
-    p.add_argument("--variants", default=",".join(ORDER), help=f"comma list of {', '.join(ORDER)}")
+    p.add_argument("--variants", type=comma_list(ORDER), default=",".join(ORDER),
+                   help=f"comma list of {', '.join(ORDER)}")
     p.add_argument("--steps", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)
@@ -66,9 +67,9 @@ def make_parser() -> OneLineParser:
     p.add_argument("--l-gamma", type=positive_float, help="γ's learning rate l_γ of eq. (18)/(24)")
     p.add_argument("--epsilon", type=positive_float, help=f"ε of constraint (14) (default {EPSILON}, Table 1)")
     p.add_argument("--triplets", type=positive_int, default=8000, help="evaluation triplets (paper: 8000)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--log-every", type=positive_int, default=25)
-    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--device", type=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue the runs in --out")
     return p
 
@@ -200,16 +201,14 @@ def table(results, epsilon) -> str:
 def main(argv=None):
     args = make_parser().parse_args(argv)
     s = settings(args)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad or not variants:
-        raise ConfigError(f"unknown variant(s) {bad or variants}; expected some of {', '.join(ORDER)}")
+    variants = args.variants
+    out = check_output_dir(args.out, continuing=args.resume, how="--resume to continue them")
     device = torch.device(args.device) if args.device else default_device()
     if args.quick and device.type == "cpu":
         torch.set_num_threads(1)  # on a shared 2-core machine, 2 threads per process run ~10× slower
-    out = Path(args.out)
     sprites = Sprites(s["resolution"])
     data = SpritePairs(sprites, split="train")
+    check_batch_size(s["batch_size"], len(data), "training sprite pairs")
     triplets = eval_triplets(sprites, args.triplets, args.seed)  # rendered once, on the CPU
     results = {}
     for v in variants:

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 import ppl_data  # noqa: E402
 from inference import load_run  # noqa: E402
-from inference.cli import OneLineParser, positive_int, run_main  # noqa: E402
+from inference.cli import OneLineParser, fraction, positive_int, random_seed, run_main  # noqa: E402
 from inference.errors import ConfigError  # noqa: E402
 from inference.lpgen import aggregate_log_density, encode_posterior, low_posterior_samples  # noqa: E402
 from inference.pictures import save_grid  # noqa: E402
@@ -30,23 +30,25 @@ def main(argv=None):
     p.add_argument("run_dir")
     p.add_argument("--lp-gen", action="store_true", help="keep the prior draws q(z) finds least likely")
     p.add_argument("--num", type=positive_int, default=64, help="samples to decode")
-    p.add_argument("--fraction", type=float, default=None,
+    p.add_argument("--fraction", type=fraction, default=None,
                    help="LP-Gen: share of the pool kept (default: num / pool)")
     p.add_argument("--pool", type=positive_int, default=5000, help="LP-Gen: prior draws to score")
     p.add_argument("--num-data", type=positive_int, default=10_000, help="items forming q(z)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0)
     args = p.parse_args(argv)
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"run directory not found: {run_dir}")
+        raise ConfigError(f"run directory {run_dir} " + ("is not a directory" if run_dir.exists()
+                                                          else "does not exist"))
+    keep = args.fraction if args.fraction is not None else args.num / args.pool
+    if args.lp_gen and not 0 < keep < 1:
+        raise ConfigError(f"--num {args.num} of --pool {args.pool} keeps a fraction of {keep:g}; "
+                          "it must be in (0, 1) (a larger --pool, or --fraction)")
     run = load_run(run_dir)
     config = run.config
     data = ppl_data.load(config["data"], **({"root": config["data_root"]} if config.get("data_root") else {}))
     if args.lp_gen:
-        fraction = args.fraction if args.fraction is not None else args.num / args.pool
-        if not 0 < fraction < 1:
-            raise ConfigError(f"--fraction must be in (0, 1), got {fraction}")
-        res = low_posterior_samples(run.model, run.guide, data, num_samples=args.pool, fraction=fraction,
+        res = low_posterior_samples(run.model, run.guide, data, num_samples=args.pool, fraction=keep,
                                     num_data=args.num_data, seed=args.seed)
         z, log_q = res.z[: args.num], res.log_q[: args.num]
         name = "lp_samples.png"

@@ -24,14 +24,14 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference import sweep  # noqa: E402
-from inference.cli import OneLineParser, positive_int, run_main  # noqa: E402
+from inference.cli import OneLineParser, check_output_dir, positive_int, ray_address, run_main  # noqa: E402
 
 
 def make_parser() -> OneLineParser:
     p = OneLineParser(prog="sweep.py", description=__doc__.split("\n\n")[0])
     p.add_argument("study", help="study file (.yaml/.yml/.json), e.g. configs/sweeps/dip_study_quick.yaml")
     p.add_argument("--out", help="sweep directory (default runs/sweeps/<study name>)")
-    p.add_argument("--address", help="join this running Ray cluster (e.g. auto, HOST:6379, "
+    p.add_argument("--address", type=ray_address, help="join this running Ray cluster (e.g. auto, HOST:6379, "
                                      "ray://HOST:10001) instead of starting a local one")
     p.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--max-concurrent", type=positive_int, help="at most this many trials at once")
@@ -49,7 +49,10 @@ def make_parser() -> OneLineParser:
 def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     raw = sweep.apply_overrides(sweep.read_study_file(args.study), args.set)
+    # A sweep folder (sweep.json, runs/) is continued, its finished trials skipped; any other
+    # non-empty folder, or a file, is refused.
     out = Path(args.out or Path("runs") / "sweeps" / str(raw["name"]))
+    out = check_output_dir(out, continuing=(out / "sweep.json").is_file() or (out / "runs").is_dir())
     study = sweep.expand(raw, out)
     if args.dry_run:
         done = sum(sweep.is_finished(t.run_dir, study.evaluate) for t in study.trials)

@@ -22,8 +22,9 @@ import torch  # noqa: E402
 import ppl_data  # noqa: E402
 from inference import MODELS, build, fit, resolve_config  # noqa: E402
 from inference.build import COMMON_DEFAULTS  # noqa: E402
-from inference.cli import (OneLineParser, non_negative_int, positive_float, positive_int,  # noqa: E402
-                           run_main)
+from inference.cli import (OneLineParser, check_batch_size, check_output_dir, default_device,  # noqa: E402
+                           finite_float, non_negative_int, positive_float, positive_int, random_seed,
+                           run_main, torch_device)
 from inference.errors import ConfigError  # noqa: E402
 from inference.pictures import prior_samples, reconstructions, save_grid  # noqa: E402
 from inference.svi import CONFIG  # noqa: E402
@@ -51,8 +52,8 @@ def make_parser() -> OneLineParser:
     p.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (papers: 1e-4)")
     p.add_argument("--warmup-steps", type=non_negative_int, default=0,
                    help="KL warm-up: the latent weight rises linearly to 1 over this many steps")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--device", type=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--log-every", type=positive_int, default=10)
     p.add_argument("--checkpoint-every", type=positive_int, default=500)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -60,7 +61,7 @@ def make_parser() -> OneLineParser:
     for name, kind in hyperparameter_flags().items():
         flag = "--" + name.replace("_", "-")
         if kind is float:
-            p.add_argument(flag, type=float, default=None, dest=name)
+            p.add_argument(flag, type=finite_float, default=None, dest=name)
         elif kind is int:
             p.add_argument(flag, type=non_negative_int, default=None, dest=name)
         else:
@@ -69,11 +70,8 @@ def make_parser() -> OneLineParser:
 
 
 def choose_device(name: str | None) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA device is available")
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    """``--device`` (already checked by its argparse type), or the machine's default."""
+    return torch.device(name if name is not None else default_device())
 
 
 def load_data(name: str, root: str | None):
@@ -87,6 +85,7 @@ def config_from_args(args) -> dict:
     out = Path(args.out)
     hyper = {k: getattr(args, k) for k in hyperparameter_flags()}
     if args.resume:
+        check_output_dir(args.out, continuing=True)
         if not (out / CONFIG).is_file():
             raise ConfigError(f"--resume: {out} is not a run directory (no {CONFIG})")
         saved = json.loads((out / CONFIG).read_text())
@@ -95,11 +94,7 @@ def config_from_args(args) -> dict:
             if value is not None and saved.get(key) != value:
                 raise ConfigError(f"--resume: {key} = {value!r} differs from the run's {saved.get(key)!r}")
         return saved
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"run directory {out} already exists and is not empty "
-                          "(use --resume to continue it, or another --out)")
+    check_output_dir(args.out, how="--resume to continue it")
     config = resolve_config(args.model or "vae", hyper)
     config.update(data=args.data or "dsprites", data_root=args.data_root)
     return config
@@ -111,11 +106,12 @@ def main(argv=None) -> None:
     device = choose_device(args.device)
     data = load_data(config["data"], config.get("data_root"))
     config.update(data_shape=list(data.data_shape), dataset_size=len(data))
+    batch_size = config.get("batch_size", args.batch_size) if args.resume else args.batch_size
+    check_batch_size(batch_size, len(data), config["data"])
     seed = config.get("seed", args.seed) if args.resume else args.seed
     pyro.set_rng_seed(seed)  # network initialisation
     model, guide, loss = build(config, data.data_shape, len(data))
-    result = fit(model, guide, loss, data, steps=args.steps, out_dir=args.out,
-                 batch_size=config.get("batch_size", args.batch_size) if args.resume else args.batch_size,
+    result = fit(model, guide, loss, data, steps=args.steps, out_dir=args.out, batch_size=batch_size,
                  lr=config.get("lr", args.lr) if args.resume else args.lr,
                  warmup_steps=config.get("warmup_steps", args.warmup_steps) if args.resume
                  else args.warmup_steps,

@@ -25,7 +25,6 @@ import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pyro  # noqa: E402
 import torch  # noqa: E402
@@ -33,9 +32,11 @@ from torch.nn import functional as F  # noqa: E402
 
 import ppl_data  # noqa: E402
 from inference import TermsELBO, build, fit, resolve_config  # noqa: E402
-from inference.cli import OneLineParser, positive_float, positive_int, run_main  # noqa: E402
-from inference.errors import ConfigError  # noqa: E402
+from inference.cli import (OneLineParser, check_batch_size, check_output_dir, default_device,  # noqa: E402
+                           existing_dir, fraction_or_one, positive_float, positive_int, random_seed, run_main,
+                           torch_device)
 from inference.pictures import save_grid  # noqa: E402
+from ppl_models.spatial import TRANSFORMERS  # noqa: E402
 
 PERSPECTIVE_FACTORS = ("scale", "orientation", "pos_x", "pos_y")  # dSprites pose = perspective
 APPEARANCE_FACTORS = ("shape",)
@@ -281,7 +282,7 @@ def train(name, model_key, overrides, train_data, s, out, device, seed):
 def make_parser():
     p = OneLineParser(prog="vitae_mnist.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="short CPU run on dSprites (~10 min)")
-    p.add_argument("--data-root", help="MNIST folder (IDX files); default: procedural dSprites")
+    p.add_argument("--data-root", type=existing_dir, help="MNIST folder (IDX files); default: procedural dSprites")
     p.add_argument("--out", default="runs/vitae_mnist")
     p.add_argument("--steps", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
@@ -290,28 +291,25 @@ def make_parser():
                    help=f"MNIST: {MNIST_VITAE['persp_dim']} (supplement Table 1); shapes: {SHAPES_VITAE['persp_dim']}")
     p.add_argument("--app-dim", type=positive_int,
                    help=f"MNIST: {MNIST_VITAE['app_dim']} (supplement Table 1); shapes: {SHAPES_VITAE['app_dim']}")
-    p.add_argument("--canonical-fraction", type=positive_float,
+    p.add_argument("--canonical-fraction", type=fraction_or_one,
                    help=f"side of the appearance frame / image side; MNIST: 1, shapes: "
                         f"{SHAPES_VITAE['canonical_fraction']}")
     p.add_argument("--app-width", type=positive_int,
                    help=f"appearance nets' width multiplier; MNIST: 1, shapes: {SHAPES_VITAE['app_width']}")
-    p.add_argument("--transformer", default="affine_diffeo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--transformer", default="affine_diffeo", choices=tuple(TRANSFORMERS))
+    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--device", type=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)")
     return p
 
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
     s = settings(args)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA device is available")
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} already exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device or default_device())
+    out = check_output_dir(args.out)
     train_data, test_data, sim = load_split(args.data_root, s["resolution"], s["n_train"], s["n_eval"])
+    check_batch_size(s["batch_size"], len(train_data), "MNIST train" if args.data_root else "dSprites train pool")
+    out.mkdir(parents=True, exist_ok=True)
     vitae = dict(MNIST_VITAE if args.data_root is not None else SHAPES_VITAE, transformer=args.transformer)
     for key in ("persp_dim", "app_dim", "canonical_fraction", "app_width"):
         if getattr(args, key) is not None:

@@ -9,6 +9,11 @@ and plotted (``stability.png``: ELBO vs λ on a log axis, one line per transform
 produced NaN/inf is marked diverged and left out of the line, as in the paper's figure).
 The paper's claim: the diffeomorphic affine parametrisation reaches a tighter bound and tolerates
 higher learning rates.
+
+``affine_decomp`` is eq. (2) as written, the scale s raw: A = R·Shear·diag(s) turns singular at
+s = 0 (and reflects below), one of the ways it can diverge here. ``--transformers`` also takes
+``affine_decomp_pos`` (ours: s = exp(θ_s), never singular) to compare against, and ``cpab``.
+A run whose A had no inverse (LAPACK refused) counts as diverged, like one with a non-finite loss.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 
 from inference import build, fit, resolve_config  # noqa: E402
-from inference.cli import OneLineParser, positive_int, run_main  # noqa: E402
-from inference.errors import ConfigError, NonFiniteLossError  # noqa: E402
+from inference.cli import (OneLineParser, check_batch_size, check_output_dir, comma_list,  # noqa: E402
+                           default_device, existing_dir, number_list, positive_float, positive_int,
+                           random_seed, run_main, torch_device)
+from inference.errors import NonFiniteLossError  # noqa: E402
 from ppl_models.spatial import TRANSFORMERS  # noqa: E402
 from vitae_mnist import load_split, test_elbo  # noqa: E402
 
@@ -51,14 +58,15 @@ def settings(args) -> dict:
 def make_parser():
     p = OneLineParser(prog="vitae_stability.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="short CPU run on dSprites")
-    p.add_argument("--data-root", help="MNIST folder (IDX files); default: procedural dSprites")
+    p.add_argument("--data-root", type=existing_dir, help="MNIST folder (IDX files); default: procedural dSprites")
     p.add_argument("--out", default="runs/vitae_stability")
     p.add_argument("--steps", type=positive_int)
-    p.add_argument("--transformers", default=",".join(PAPER_TRANSFORMERS),
+    p.add_argument("--transformers", type=comma_list(TRANSFORMERS), default=",".join(PAPER_TRANSFORMERS),
                    help=f"comma-separated subset of {', '.join(TRANSFORMERS)}")
-    p.add_argument("--lrs", default=",".join(str(x) for x in LEARNING_RATES))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--lrs", type=number_list(positive_float), default=",".join(str(x) for x in LEARNING_RATES),
+                   help="comma-separated learning rates")
+    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--device", type=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)")
     return p
 
 
@@ -84,23 +92,13 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
-    names = [t.strip() for t in args.transformers.split(",") if t.strip()]
-    for t in names:
-        if t not in TRANSFORMERS:
-            raise ConfigError(f"unknown transformer {t!r}; expected one of {', '.join(TRANSFORMERS)}")
-    try:
-        lrs = [float(x) for x in args.lrs.split(",")]
-    except ValueError:
-        raise ConfigError(f"--lrs must be comma-separated numbers, got {args.lrs!r}") from None
-    if not all(x > 0 and math.isfinite(x) for x in lrs):
-        raise ConfigError(f"--lrs must be positive, got {args.lrs!r}")
+    names, lrs = args.transformers, args.lrs
     s = settings(args)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} already exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device or default_device())
+    out = check_output_dir(args.out)
     train_data, test_data, _ = load_split(args.data_root, s["resolution"], s["n_train"], s["n_eval"])
+    check_batch_size(s["batch_size"], len(train_data), "MNIST train" if args.data_root else "dSprites train pool")
+    out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in names:
         results[name] = []
@@ -121,6 +119,9 @@ def main(argv=None):
                 row["elbo"] = ev["elbo"] if math.isfinite(ev["elbo"]) else None
             except NonFiniteLossError as err:
                 row["diverged_at"] = err.step
+            except torch.linalg.LinAlgError as err:
+                # eq. (1)'s A inverted by torch.linalg.inv (the C-VITAE guide's T⁻¹) hit exactly singular.
+                row["diverged_at"], row["error"] = "?, singular A", str(err)
             except IndexError as err:
                 # libcpab's expm indexes by a squaring count computed from ‖θ‖: NaN θ raises here.
                 if name != "cpab":

@@ -2,6 +2,7 @@ import os
 import sys
 from pathlib import Path
 
+import pyro
 import pytest
 import torch
 
@@ -14,7 +15,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(autouse=True)
 def _seed_and_isolate(monkeypatch, tmp_path):
-    """Each test starts from the same RNG state and with a private cache folder."""
+    """Each test starts from the same RNG state, an empty Pyro param store and a private cache folder."""
     torch.manual_seed(0)
+    pyro.clear_param_store()
     monkeypatch.setenv("PYRO_DISENTANGLE_CACHE", str(tmp_path / "cache"))
     yield

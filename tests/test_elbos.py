@@ -38,11 +38,13 @@ class OwnPair(nn.Module):
         self.enc = nn.Linear(x_dim, 2 * h_dim)
 
     def model(self, x, idx):
+        pyro.module("dec", self.dec)
         with pyro.plate("items", self.n, subsample=idx):
             h = pyro.sample("h", dist.Normal(torch.zeros(len(x), self.h_dim), 1.0).to_event(1))
             pyro.sample("obs", dist.Normal(self.dec(h), 0.5).to_event(1), obs=x)
 
     def guide(self, x, idx):
+        pyro.module("enc", self.enc)
         loc, raw = self.enc(x).chunk(2, -1)
         with pyro.plate("items", self.n, subsample=idx):
             pyro.sample("h", dist.Normal(loc, nn.functional.softplus(raw) + 1e-3).to_event(1))
@@ -62,7 +64,7 @@ def _data(n=200, x_dim=4, seed=0):
 
 def _terms(elbo, pair, x, idx, seed=0):
     pyro.set_rng_seed(seed)
-    elbo.differentiable_loss(pair.model, pair.guide, x, idx)
+    elbo.loss(pair.model, pair.guide, x, idx)
     return {k: v.item() for k, v in elbo.terms.items()}
 
 
@@ -85,8 +87,11 @@ def test_capacity_objective_and_schedule():
     t0 = _terms(elbo, pair, x[idx], idx)
     assert t0["capacity"] == 0.0
     assert t0["loss"] == pytest.approx(t0["recon"] + 15.0 * abs(t0["kl"] - 0.0), rel=1e-5)
-    for _ in range(6):
-        elbo.after_step(pair.model, pair.guide)
+    for _ in range(6):  # the schedule advances once per training step (loss_and_grads) ...
+        elbo.loss_and_grads(pair.model, pair.guide, x[idx], idx)
+    assert elbo.step == 6
+    _terms(elbo, pair, x[idx], idx)  # ... and never in an evaluation
+    assert elbo.step == 6
     t = _terms(elbo, pair, x[idx], idx)
     assert t["capacity"] == 25.0 == capacity_schedule(6, 25.0, 4)
     assert t["loss"] == pytest.approx(t["recon"] + 15.0 * abs(t["kl"] - 25.0), rel=1e-5)
@@ -141,7 +146,7 @@ def test_factor_discriminator_architecture_tc_and_own_update():
     assert extra.item() == pytest.approx(1000.0 * logged["tc"].item(), rel=1e-5)
     vae_before = [p.detach().clone() for p in pair.parameters()]
     d_before = [p.detach().clone() for p in elbo.discriminator.parameters()]
-    elbo.after_step(pair.model, pair.guide)
+    elbo.step_update(model_trace, guide_trace, plate_info(guide_trace.nodes["h"]))
     assert all(torch.equal(a, b) for a, b in zip(vae_before, pair.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d_before, elbo.discriminator.parameters()))
     assert elbo.terms["discriminator"].item() == pytest.approx(math.log(2), abs=0.05)  # near chance
@@ -149,12 +154,14 @@ def test_factor_discriminator_architecture_tc_and_own_update():
 
 def test_factor_discriminator_learns_to_spot_dependence():
     torch.manual_seed(0)
-    elbo = FactorELBO(discriminator=mlp([2, 64, 64, 2]), lr=3e-3)
+    elbo = FactorELBO(discriminator=mlp([2, 64, 64, 2]), lr=3e-3, site="z")
     losses = []
     for _ in range(150):
         a = torch.randn(128)
-        elbo._pending = torch.stack([a, a + 0.1 * torch.randn(128)], 1)
-        elbo.after_step(None, None)
+        z = torch.stack([a, a + 0.1 * torch.randn(128)], 1)
+        guide_trace = pyro.poutine.trace(
+            lambda: pyro.sample("z", dist.Normal(z, 1e-3).to_event(1))).get_trace()
+        elbo.step_update(guide_trace, guide_trace, None)
         losses.append(elbo.terms["discriminator"].item())
     assert sum(losses[-10:]) / 10 < 0.5 * math.log(2)
 
@@ -174,7 +181,7 @@ def test_dip_penalty_and_running_covariance(kind):
         if kind == "ii":
             cov = cov + torch.diag(normal.scale.square().mean(0))
         covs.append(cov.detach())
-        elbo.after_step(pair.model, pair.guide)
+        elbo.step_update(model_trace, guide_trace, plate_info(guide_trace.nodes["h"]))
     lambda_d = 20.0 if kind == "i" else 2.0
     first_alone = DIPELBO(kind, lambda_od=2.0)
     assert first_alone.lambda_d == lambda_d
@@ -231,9 +238,8 @@ def test_every_elbo_constructs_bare_and_trains_a_foreign_pair(cls):
     for step in range(30):
         idx = torch.randint(200, (32,), generator=g)
         opt.zero_grad()
-        elbo.differentiable_loss(pair.model, pair.guide, x[idx], idx).backward()
+        elbo.loss_and_grads(pair.model, pair.guide, x[idx], idx)
         opt.step()
-        elbo.after_step(pair.model, pair.guide, x[idx], idx)
         if step == 0:
             first = elbo.terms["recon"].item()
     assert {"loss", "recon", "kl"} <= set(elbo.terms)

@@ -60,6 +60,9 @@ def test_dsprites_run_report_and_files(evaluate, tmp_path):
     assert np.asarray(m["mutual_information"]["matrix"]).shape == (3, 5)
     assert m["factor_vae"]["num_train"] == 20 and 0 <= m["factor_vae"]["eval_accuracy"] <= 1
     assert {"disentanglement", "completeness", "informativeness_test"} <= set(m["dci"])
+    # the report names the metric options that change the numbers (issue 14)
+    assert report["metric_options"] == {"dci_importance": "gbt", "beta_vae_classifier": "logistic"}
+    assert m["dci"]["importance_model"] == "gbt" and m["beta_vae"]["classifier"] == "logistic"
     assert report["skipped"] == ["fid: --no-fid"]
     assert report["training"]["steps"] == 3 and report["training"]["train_seconds"] > 0
     # the exported posterior is the guide's: draw means sit near q's means for the same items
@@ -72,6 +75,8 @@ def test_dsprites_run_report_and_files(evaluate, tmp_path):
     assert np.all(np.abs(z.mean(0) - loc.detach().numpy()) < 5 * scale.detach().numpy() / np.sqrt(7))
     md = (run / "report.md").read_text()
     assert "| MIG |" in md and "600 points" in md and "Skipped:" in md
+    assert "| DCI disentanglement (GBT importances) |" in md
+    assert "| β-VAE score (eval acc., logistic regression) |" in md
 
 
 def test_digits_skips_interventional_metrics(evaluate, tmp_path):

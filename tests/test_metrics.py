@@ -102,11 +102,12 @@ def test_mig_and_sap_separate_disentangled_from_rotated():
 
 
 def test_dci_separates_disentangled_from_rotated():
-    codes, factors = codes_and_factors("disentangled", n=3000)
-    test = codes_and_factors("disentangled", n=1000, seed=2)
+    # sizes kept small: the default GBT fits 39 trees per stage here (factor sizes 3, 6, 10, 20)
+    codes, factors = codes_and_factors("disentangled", n=800)
+    test = codes_and_factors("disentangled", n=400, seed=2)
     good = M.dci(codes, factors, *test)
-    rot, rot_factors = codes_and_factors("rotated", n=3000)
-    rot_test = codes_and_factors("rotated", n=1000, seed=2)
+    rot, rot_factors = codes_and_factors("rotated", n=800)
+    rot_test = codes_and_factors("rotated", n=400, seed=2)
     bad = M.dci(rot, rot_factors, *rot_test)
     assert good["disentanglement"] > 0.95 and good["completeness"] > 0.95
     assert good["informativeness_test"] > 0.99
@@ -122,6 +123,100 @@ def test_dci_from_importance_closed_forms():
     # one code dim explains two factors equally: its row entropy is log_K 2 = 1/2 for K = 4
     r = np.array([[1.0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0], [0, 0, 0, 0]])
     assert M.disentanglement_from_importance(r) == pytest.approx(0.5 * 0.5 + 0.5 * 1.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def rotated_three_factors():
+    """Rotated codes (6 dims, 2 near-constant) of the factors of sizes 3, 6, 10: small enough for
+    GBT (19 trees per stage) to fit in a second or two."""
+    codes, factors = codes_and_factors("rotated", n=600)
+    test_codes, test_factors = codes_and_factors("rotated", n=300, seed=2)
+    return codes, factors[:, :3], test_codes, test_factors[:, :3]
+
+
+def _entropy_base(p, base):
+    """Entropy of each row of the probability matrix ``p`` in log base ``base`` (0 log 0 = 0)."""
+    logs = np.log(np.where(p > 0, p, 1.0)) / np.log(base)
+    return -(p * logs).sum(1)
+
+
+def test_dci_gbt_matches_eastwood_williams_by_hand(rotated_three_factors):
+    # E&W eqs 1-3: D = Σ_d ρ_d (1 − H_K(P_d·)), C = Σ_k ρ_k (1 − H_D(P̃_·k)), R from per-factor GBTs.
+    from sklearn.ensemble import GradientBoostingClassifier
+    codes, factors, test_codes, test_factors = rotated_three_factors
+    fits = [GradientBoostingClassifier(random_state=0).fit(codes, factors[:, k]) for k in range(3)]
+    r = np.stack([f.feature_importances_ for f in fits], 1)  # (D, K)
+    used = r.sum(1) > 0
+    p = r[used] / r[used].sum(1, keepdims=True)  # P_dk, eq. 1
+    rho = r[used].sum(1) / r.sum()  # ρ_d, eq. 2
+    d_ref = float((rho * (1 - _entropy_base(p, 3))).sum())
+    pt = (r / r.sum(0)).T  # P̃_dk per factor, eq. 3
+    c_ref = float((r.sum(0) / r.sum() * (1 - _entropy_base(pt, r.shape[0]))).sum())
+    i_ref = np.mean([f.score(test_codes, test_factors[:, k]) for k, f in enumerate(fits)])
+    got = M.dci(codes, factors, test_codes, test_factors)  # the default importance model
+    assert got["importance_model"] == "gbt"
+    assert got["disentanglement"] == pytest.approx(d_ref, abs=1e-6)
+    assert got["completeness"] == pytest.approx(c_ref, abs=1e-6)
+    assert got["informativeness_test"] == pytest.approx(i_ref, abs=1e-12)
+    assert 0.05 < d_ref < 0.95  # a rotation: neither trivially disentangled nor uniform
+
+
+def test_dci_default_is_gbt_and_parallel_equals_serial(rotated_three_factors):
+    # E&W eq. 1: R's columns are fitted independently per factor, so the worker count cannot matter.
+    import inspect
+    assert inspect.signature(M.dci).parameters["model"].default == "gbt"
+    assert inspect.signature(M.importance_matrix).parameters["model"].default == "gbt"
+    serial = M.importance_matrix(*rotated_three_factors, n_jobs=1)
+    parallel = M.importance_matrix(*rotated_three_factors, n_jobs=2)
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+    forest = M.dci(*rotated_three_factors, model="forest", n_jobs=2)
+    assert forest["importance_model"] == "forest"
+    with pytest.raises(ValueError, match="'boosted'"):
+        M.dci(*rotated_three_factors, model="boosted")
+
+
+def _beta_vae_features_by_hand(represent, n, pairs, seed):
+    """Higgins et al. §3: per point pick factor k, draw ``pairs`` pairs sharing v_k, average |z1 − z2|."""
+    data, gen = FactorVectors(), torch.Generator().manual_seed(seed)
+    f1 = data.sample_factors(n * pairs, generator=gen).view(n, pairs, -1)
+    f2 = data.sample_factors(n * pairs, generator=gen).view(n, pairs, -1)
+    k = torch.randint(4, (n,), generator=gen)
+    f2[torch.arange(n), :, k] = f1[torch.arange(n), :, k]
+    z1, z2 = (represent(data.images(f.reshape(n * pairs, -1))).reshape(n, pairs, -1).numpy()
+              for f in (f1, f2))
+    return np.abs(z1 - z2).mean(1), k.numpy()
+
+
+def test_beta_vae_svm_is_the_dip_papers_linear_svm():
+    # DIP-VAE §3: one-vs-rest linear SVM, C = 0.01 on the hinge loss, on Higgins et al.'s §3 features.
+    from sklearn.svm import LinearSVC
+    train = _beta_vae_features_by_hand(representation("rotated"), 300, 16, 0)
+    test = _beta_vae_features_by_hand(representation("rotated", seed=1), 200, 16, 1)
+    svm = M.beta_vae_score(*train, *test, classifier="svm")
+    ref = LinearSVC(C=0.01, loss="hinge", random_state=0).fit(*train)
+    assert ref.multi_class == "ovr" and ref.coef_.shape == (4, 6)  # one hyperplane per factor
+    assert svm["classifier"] == "svm"
+    assert svm["eval_accuracy"] == ref.score(*test)
+    assert svm["train_accuracy"] == ref.score(*train)
+    assert 0.3 < svm["eval_accuracy"] < 1  # neither chance (1/4) nor trivially separable
+    with pytest.raises(ValueError, match="'svc'"):
+        M.beta_vae_score(*train, *test, classifier="svc")
+
+
+def test_beta_vae_svm_scores_entangled_codes_lower_than_logistic():
+    # DIP-VAE §3's low-capacity classifier (C = 0.01) vs disentanglement_lib's logistic regression,
+    # through Higgins et al. §3's protocol: both ≈ 1 on disentangled codes, the SVM lower on rotated.
+    kw = dict(num_train=300, num_eval=200, batch_size=16)
+    scores = {}
+    for clf in ("logistic", "svm"):
+        for kind in ("disentangled", "rotated"):
+            gen = torch.Generator().manual_seed(0)
+            out = M.compute_beta_vae(FactorVectors(), representation(kind), gen, classifier=clf, **kw)
+            assert out["classifier"] == clf
+            scores[clf, kind] = out["eval_accuracy"]
+    assert scores["logistic", "disentangled"] > 0.98 and scores["svm", "disentangled"] > 0.98
+    assert scores["svm", "rotated"] < scores["logistic", "rotated"] - 0.1
 
 
 def test_factor_vae_score_separates_disentangled_from_rotated():

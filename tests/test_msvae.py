@@ -211,6 +211,7 @@ def constructed_msvae(uses_y):
 
 
 def test_m1_to_m4_on_constructed_decoders():
+    # §4: M1 > M3 ≫ M4 when G conditions on Y; M3 ≈ 0 and M4 high when G uses only Z.
     a = torch.randn(4000, 1)
     x = torch.cat([a, a], 1)
     gen = torch.Generator().manual_seed(0)
@@ -222,6 +223,82 @@ def test_m1_to_m4_on_constructed_decoders():
     # G uses only Z (which here encodes x): M3 collapses, M4 stays high (§4's warning case).
     assert m["M1"] == pytest.approx(1) and m["M2"] == pytest.approx(1)
     assert m["M3"] < 0.05 and m["M4"] == pytest.approx(1)
+
+
+class _LinearG(nn.Module):
+    """G(u, z) = u·A + z·B: a fixed linear stage two reading ``u`` = Y (or the code when ``condition="code"``)."""
+
+    def __init__(self, a, b, condition="y"):
+        super().__init__()
+        self.register_buffer("a", torch.as_tensor(a, dtype=torch.float32))
+        self.register_buffer("b", torch.as_tensor(b, dtype=torch.float32))
+        self.condition = condition
+
+    def forward(self, u, z):
+        return u @ self.a + z @ self.b
+
+
+def linear_msvae(g_a, g_b, condition="y"):
+    """Stage one c ↦ y = c·D (D = [[1, 0]]), E(v) = v·W_E, R(r) = r·W_R, all fixed linear maps."""
+    stage_one = nn.Module()
+    stage_one.prior, stage_one.latent_dim = StandardNormalPrior(1), 1
+    stage_one.decoder, stage_one.likelihood = _Linear([[1.0, 0.0]]), GaussianLikelihood()
+    stage_one_guide = nn.Module()
+    stage_one_guide.encoder = _Linear([[0.5], [2.0]], head=True)
+    model = MSVAEModel(stage_one, _LinearG(g_a, g_b, condition), 1, likelihood=GaussianLikelihood(),
+                       condition=condition)
+    guide = MSVAEGuide(stage_one_guide, _Linear([[1.0], [-1.0]], head=True), model)
+    return model, guide
+
+
+@pytest.mark.parametrize("condition, g_a", [("y", [[1.0, 0.5], [-2.0, 1.0]]), ("code", [[3.0, -1.0]])])
+def test_c_y_prime_is_e_of_g_of_noise_in_y_space_and_z_by_hand(condition, g_a):
+    # §4: C_Y′ = E(G(ε′, Z)), ε′ ~ N(0, I) in the space of what G reads in Y's place (not a decoded prior code).
+    g_b = [[0.7, -0.3]]
+    model, guide = linear_msvae(g_a, g_b, condition)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(1))
+    codes = conditioning_codes(model, guide, x, torch.Generator().manual_seed(7))
+    w_e, w_r, d = torch.tensor([[0.5], [2.0]]), torch.tensor([[1.0], [-1.0]]), torch.tensor([[1.0, 0.0]])
+    a, b = torch.tensor(g_a), torch.tensor(g_b)
+    c = x @ w_e                      # posterior mean of c
+    z = (x - c @ d) @ w_r            # posterior mean of Z, R read at the residual x − Y
+    gen = torch.Generator().manual_seed(7)  # documented draw order: ε, c′, ε′
+    torch.randn(5, 1, generator=gen)                               # ε (for C_Z)
+    c_prior = torch.randn(5, 1, generator=gen)                     # c′ (the old, decoded-prior measure)
+    eps_prime = torch.randn(5, a.shape[0], generator=gen)          # ε′: 2-d like Y, or 1-d like the code
+    want = (eps_prime @ a + z @ b) @ w_e                           # E(G(ε′, Z))
+    assert np.allclose(codes["c_y_prime"], want.double().numpy(), atol=1e-6)
+    u_prior = c_prior @ d if condition == "y" else c_prior        # G's input from the decoded prior code
+    old = (u_prior @ a + z @ b) @ w_e                              # E(G(Y(c′), Z)), kept under its own name
+    assert np.allclose(codes["c_decoded_prior"], old.double().numpy(), atol=1e-6)
+    assert not np.allclose(codes["c_y_prime"], codes["c_decoded_prior"])
+
+
+def test_m4_differs_from_the_decoded_prior_measure_when_g_reads_off_the_decoders_range():
+    # §4: M4 = MI[C_R; E(G(ε′, Z))] with ε′ noise in Y's space; a decoded prior code Y(c′) only spans y₂ = 0.
+    # G(y, z)₁ = 10·y₂ + z: decoded Y′ leaves Z (which encodes x) clean, noise ε′ drowns it.
+    model, guide = linear_msvae([[0.0, 0.0], [10.0, 0.0]], [[1.0, 0.0]])
+    model.stage_one.decoder = _Linear([[0.0, 0.0]])  # y = 0 ⇒ Z's encoder reads x itself
+    guide.stage_one.encoder = _Linear([[1.0], [0.0]], head=True)  # E reads the first coordinate
+    guide.encoder = _Linear([[1.0], [0.0]], head=True)
+    a = torch.randn(4000, 1, generator=torch.Generator().manual_seed(2))
+    x = torch.cat([a, torch.zeros_like(a)], 1)
+    m = conditioning_measures(conditioning_codes(model, guide, x, torch.Generator().manual_seed(0)))
+    assert m["M_decoded_prior"] == pytest.approx(1)  # E(G(Y(c′), Z)) = Z = a: the old "M4" would say 1
+    assert m["M4"] < 0.05                             # E(G(ε′, Z)) = 10·ε′₂ + a: almost no information on x
+
+
+def test_conditioning_measures_report_the_old_measure_only_under_its_own_name():
+    # §4: M1–M4 are the paper's four; the decoded-prior measure is extra and optional, never "M4".
+    rng = np.random.default_rng(3)
+    c_r = rng.normal(size=(5000, 2))
+    codes = {k: c_r for k in ("c_r", "c_y", "c_x", "c_z")}
+    codes["c_y_prime"], codes["c_decoded_prior"] = rng.normal(size=(5000, 2)), c_r
+    m = conditioning_measures(codes)
+    assert set(m) == {"M1", "M2", "M3", "M4", "M_decoded_prior"}
+    assert m["M4"] < 0.1 and m["M_decoded_prior"] == pytest.approx(1)
+    del codes["c_decoded_prior"]
+    assert set(conditioning_measures(codes)) == {"M1", "M2", "M3", "M4"}
 
 
 # -- downstream MLP ----------------------------------------------------------------------------

@@ -61,15 +61,16 @@ def test_killed_run_resumes_from_last_checkpoint(digits, tmp_path):
 
     config, model, guide, loss = make(digits, beta=2.0)
     calls = {"n": 0}
-    original = loss.after_step
+    original = loss.loss_and_grads
 
     def die_at_8(*a, **k):
         calls["n"] += 1
-        original(*a, **k)
+        out = original(*a, **k)
         if calls["n"] == 8:
             raise Kill
+        return out
 
-    loss.after_step = die_at_8
+    loss.loss_and_grads = die_at_8
     with pytest.raises(Kill):
         fit(model, guide, loss, digits, steps=10, out_dir=out, batch_size=16, lr=1e-3, warmup_steps=5,
             log_every=2, checkpoint_every=3, config=config, progress=False, device="cpu")

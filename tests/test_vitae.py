@@ -144,6 +144,34 @@ def test_registered_models_build_and_reject_bad_config():
         build(resolve_config("vitae_u", {"transformer": "cpab", "cpab_tessellation": "2"}), (1, 8, 8), 10)
 
 
+def test_vitae_encoder_head_is_a_variance_and_gaussian_decoder_variance_is_0_1():
+    # Supplement Table 1: σ²_encoder = softplus(.), so scale = √softplus; §2: σ²_decoder = 0.1.
+    cfg = resolve_config("vitae_c", {"transformer": "affine", "likelihood": "gaussian"})
+    model, guide, _ = build(cfg, SHAPE, 100)
+    x = torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(2))
+    for enc in (guide.persp_encoder, guide.app_encoder):
+        lin = enc.head.linear
+        out = enc.body(x.flatten(1)) @ lin.weight.T + lin.bias
+        raw_loc, raw = out[:, : lin.out_features // 2], out[:, lin.out_features // 2:]
+        variance = torch.log1p(torch.exp(raw))  # softplus by hand
+        loc, scale = enc(x)
+        assert torch.allclose(loc, raw_loc, atol=1e-6)
+        assert torch.allclose(scale, variance.sqrt(), rtol=1e-5)
+    z_persp, z_app = torch.randn(3, 2), torch.randn(3, 2)
+    tr = poutine.trace(poutine.condition(model, {"z_persp": z_persp, "z_app": z_app})).get_trace(x)
+    mean = model.decode_parts(z_persp, z_app)
+    expected = (-0.5 * (x - mean) ** 2 / 0.1 - 0.5 * math.log(2 * math.pi * 0.1)).flatten(1).sum(1)
+    assert torch.allclose(tr.nodes["x"]["fn"].log_prob(x), expected, rtol=1e-5)
+    # The other models keep their own heads and scale: softplus is a standard deviation there.
+    vae_cfg = resolve_config("vae", {"net": "mlp", "likelihood": "gaussian"})
+    vae_model, vae_guide, _ = build(vae_cfg, SHAPE, 100)
+    loc, scale = vae_guide.encoder(x)
+    lin = vae_guide.encoder.head.linear
+    raw = (vae_guide.encoder.body(x.flatten(1)) @ lin.weight.T + lin.bias)[:, lin.out_features // 2:]
+    assert torch.allclose(scale, torch.log1p(torch.exp(raw)) + 1e-4, rtol=1e-5)
+    assert vae_model.likelihood.scale == 0.1
+
+
 def _script():
     path = Path(__file__).resolve().parents[1] / "scripts" / "vitae_mnist.py"
     spec = importlib.util.spec_from_file_location("vitae_mnist", path)

@@ -2,7 +2,9 @@
 int), plus ``compute_*`` wrappers that sample a ground-truth simulator through a representation
 function (a batch of observations -> codes), following disentanglement_lib's protocols."""
 
+from .beta_vae import CLASSIFIERS as BETA_VAE_CLASSIFIERS
 from .beta_vae import beta_vae_features, beta_vae_score, compute_beta_vae
+from .dci import IMPORTANCE_MODELS as DCI_IMPORTANCE_MODELS
 from .dci import (completeness_from_importance, dci, disentanglement_from_importance,
                   importance_matrix)
 from .downstream import downstream_accuracy, factor_accuracies
@@ -13,7 +15,8 @@ from .mig import mig, mig_terms
 from .sampling import fixed_factor_groups, represent_factors, sample_codes
 from .sap import continuous_sap_matrix, discrete_sap_matrix, sap, top_two_gap
 
-__all__ = ["beta_vae_features", "beta_vae_score", "compute_beta_vae", "completeness_from_importance",
+__all__ = ["BETA_VAE_CLASSIFIERS", "DCI_IMPORTANCE_MODELS", "beta_vae_features", "beta_vae_score",
+           "compute_beta_vae", "completeness_from_importance",
            "dci", "disentanglement_from_importance", "importance_matrix", "downstream_accuracy",
            "factor_accuracies", "compute_factor_vae", "factor_vae_score", "factor_vae_votes",
            "majority_vote_accuracy", "discrete_entropy", "discrete_mutual_info", "discretize",

@@ -1,10 +1,17 @@
 """MS-VAE's conditioning measures M1–M4 and downstream classification with an MLP.
 
 Nazari et al. (``papers/msvae-multi-stage-modelling.txt``) §4, "Measuring the Conditioning on C":
-with E the mean of the stage-one encoder, G the stage-two decoder and ε, ε′ random inputs,
+with E the mean of the stage-one encoder, G the stage-two decoder and ε, ε′ ~ N(0, I),
 
     C_R = E(x),  C_Y = E(y),  C_X = E(G(y, z)),  C_Z = E(G(y, ε)),  C_Y′ = E(G(ε′, z)),
-    M1 = MI[C_R; C_Y],  M2 = MI[C_R; C_X],  M3 = MI[C_R; C_Z],  M4 = MI[C_R; C_Y′].
+    M1 = MI[C_R; C_Y],  M2 = MI[C_R; C_X],  M3 = MI[C_R; C_Z],  M4 = MI[C_R; C_Y′],
+
+where ε replaces z and ε′ replaces y: ε′ is noise drawn in y's space (G's first input), not a decoded
+prior code.
+
+Before issue 14, "M4" was MI[C_R; E(G(y(c′), z))] with c′ ~ N(0, I) a first-stage code decoded by
+stage one; that measure is kept, under the name ``M_decoded_prior`` (:data:`EXTRA_MEASURES`), so that
+old numbers are not read as the paper's M4.
 
 M2 > M1 says Z improves the reconstruction; M1 > M3 ≫ M4 says G keeps conditioning on Y (if G used
 only Z, M3 would be near 0 and M4 high). MI of two code vectors is Appendix G eq. 6, the normalised
@@ -25,6 +32,8 @@ import numpy as np
 from .information import as_2d, discrete_entropy, discrete_mutual_info, discretize
 
 MEASURES = {"M1": "c_y", "M2": "c_x", "M3": "c_z", "M4": "c_y_prime"}
+# Not one of §4's measures: MI[C_R; E(G(y(c′), z))], c′ ~ N(0, I) decoded by stage one (the pre-issue-14 "M4").
+EXTRA_MEASURES = {"M_decoded_prior": "c_decoded_prior"}
 
 
 def normalised_code_mi(c_ref, c_other, num_bins: int = 20) -> float:
@@ -45,11 +54,15 @@ def normalised_code_mi(c_ref, c_other, num_bins: int = 20) -> float:
 
 
 def conditioning_measures(codes: dict, num_bins: int = 20) -> dict[str, float]:
-    """M1–M4 from ``codes`` = {"c_r", "c_y", "c_x", "c_z", "c_y_prime"}: arrays (N, n)."""
+    """M1–M4 from ``codes`` = {"c_r", "c_y", "c_x", "c_z", "c_y_prime"}: arrays (N, n).
+
+    Also ``M_decoded_prior`` (:data:`EXTRA_MEASURES`) when ``codes`` hold ``"c_decoded_prior"``.
+    """
     missing = {"c_r", *MEASURES.values()} - set(codes)
     if missing:
         raise ValueError(f"codes lack {sorted(missing)}")
-    return {m: normalised_code_mi(codes["c_r"], codes[k], num_bins) for m, k in MEASURES.items()}
+    wanted = {**MEASURES, **{m: k for m, k in EXTRA_MEASURES.items() if k in codes}}
+    return {m: normalised_code_mi(codes["c_r"], codes[k], num_bins) for m, k in wanted.items()}
 
 
 def mlp_accuracy(train_codes, train_labels, test_codes, test_labels, hidden=(256, 256),
