@@ -1,0 +1,1 @@
+"""One module per paper: its pair builder, extra objective, evaluation protocol and experiment."""
