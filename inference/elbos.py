@@ -24,13 +24,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.distributions import kl_divergence
-from torch.nn import functional as F
 
 from ppl_models.nets import mlp
 
 from .elbo import TermsELBO
-from .penalties import (capacity_schedule, dip_covariance, dip_matrix_penalty, mmd, mws_offsets,
-                        tc_decomposition)
+from .penalties import (capacity_schedule, density_ratio_loss, dip_covariance, dip_matrix_penalty, mmd,
+                        mws_offsets, tc_decomposition)
 
 
 def _positive(name, value):
@@ -225,9 +224,8 @@ class FactorELBO(TermsELBO):
             raise ValueError("FactorVAE's discriminator step needs a batch of at least 2")
         real, fake = z[:half], permute_dims(z[half:2 * half])
         logits = self.discriminator(torch.cat([real, fake]))
-        labels = torch.cat([torch.zeros(half, dtype=torch.long, device=z.device),
-                            torch.ones(half, dtype=torch.long, device=z.device)])
-        loss = F.cross_entropy(logits, labels)  # = ½(CE(real, 0) + CE(fake, 1))
+        # ½(CE(real, 0) + CE(fake, 1)): at the optimum, logit 0 − logit 1 = log q(z)/Π q(z_j)
+        loss = 0.5 * density_ratio_loss(logits[:half], logits[half:])
         self.optimizer.zero_grad(set_to_none=True)  # also drops the grads the VAE loss left in D
         loss.backward()
         self.optimizer.step()

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import atomic_write_bytes
+from .posterior import encode_batched
 
 CACHE_ENV = "PYRO_DISENTANGLE_CACHE"
 FEATURE_NET_VERSION = 1
@@ -110,8 +111,7 @@ def feature_net(steps: int = FEATURE_STEPS, device="cpu") -> FeatureNet:
 def features(images: torch.Tensor, net: FeatureNet, batch_size: int = 512) -> np.ndarray:
     """``(N, 128)`` features of ``(N, C, H, W)`` images in [0, 1], as float64."""
     device = next(net.parameters()).device
-    out = [net(images[s:s + batch_size].to(device)).cpu() for s in range(0, len(images), batch_size)]
-    return torch.cat(out).double().numpy()
+    return encode_batched(lambda x: net(x.to(device)).cpu(), images, batch_size).double().numpy()
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
@@ -159,12 +159,3 @@ def fid_kid(images_a: torch.Tensor, images_b: torch.Tensor, net: FeatureNet | No
     return {"fid": fid_from_features(fa, fb), "kid": kid, "kid_std": kid_std,
             "num_images": [len(fa), len(fb)], "feature_net": f"v{FEATURE_NET_VERSION}"}
 
-
-@torch.no_grad()
-def reconstruction_error(model, guide, x: torch.Tensor, site: str | None = None) -> dict:
-    """Mean per-element L1 and L2 (squared) error of the decoded posterior mean against ``x``."""
-    from .posterior import posterior_code
-
-    loc = posterior_code(guide, x, site)[0]
-    r = model.decode(loc).reshape(x.shape)
-    return {"l1": float((r - x).abs().mean()), "l2": float((r - x).square().mean())}

@@ -17,9 +17,8 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from ppl_data import Data
-
 from .handlers import local_params
+from .posterior import encode_batched, items_of
 
 
 def _per_item_log_prob(trace, sites, width: int) -> torch.Tensor:
@@ -68,13 +67,11 @@ def log_likelihood(model, guide, data, num_samples: int = 1000, batch_size: int 
         params = list(guide.parameters()) if hasattr(guide, "parameters") else []
         device = params[0].device if params else torch.device("cpu")
     chunk = particle_batch or max(1, 4096 // batch_size)
-    n = len(data)
-    out = []
-    for start in range(0, n, batch_size):
-        index = torch.arange(start, min(start + batch_size, n))
-        x = data.batch(index, device=device)[0] if isinstance(data, Data) else data[index].to(device)
-        parts = [log_weights(model, guide, x, min(chunk, num_samples - s))
-                 for s in range(0, num_samples, chunk)]
-        logw = torch.cat(parts)
-        out.append((torch.logsumexp(logw, 0) - math.log(num_samples)).cpu())
-    return torch.cat(out)
+
+    def batch_log_likelihood(index):
+        x = items_of(data, index, device)
+        logw = encode_batched(lambda draws: log_weights(model, guide, x, len(draws)),
+                              torch.arange(num_samples), chunk)  # (S, B), S in chunks
+        return (torch.logsumexp(logw, 0) - math.log(num_samples)).cpu()
+
+    return encode_batched(batch_log_likelihood, torch.arange(len(data)), batch_size)

@@ -15,6 +15,8 @@ References
     InfoVAE. AAAI 2019 (MMD form of the objective); Tolstikhin et al. WAE, ICLR 2018 (IMQ kernel,
     C = 2·D·σ²).
 [4] Burgess et al. Understanding disentangling in β-VAE. arXiv:1804.03599 (eq. 8, capacity C).
+[5] Sugiyama, Suzuki, Kanamori. Density Ratio Estimation in Machine Learning. CUP 2012 (§4,
+    probabilistic classification); Kim & Mnih. FactorVAE. ICML 2018 (eq. 3).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 from typing import NamedTuple
 
 import torch
+from torch.nn import functional as F
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -203,3 +206,21 @@ def capacity_penalty(kl: torch.Tensor, step: int, gamma: float, c_max: float,
                      c_stop: int) -> torch.Tensor:
     """γ·|KL − C(t)| ([4] eq. 8) for the batch-mean KL ``kl`` (scalar, nats per data point)."""
     return gamma * (kl - capacity_schedule(step, c_max, c_stop)).abs()
+
+
+def density_ratio_loss(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """Logistic loss of a classifier telling draws of p from draws of q ([5]), scalar.
+
+    −E_p log σ(l) − E_q log(1 − σ(l)) = mean softplus(−l_p) + mean softplus(l_q), with ``logits_p``
+    the classifier's logits l on draws of p and ``logits_q`` on draws of q (each set averaged on its
+    own). Its minimiser is l = log p/q, the log density ratio. A two-class head — logits shaped
+    ``(N, 2)``, class 0 for p — is the same classifier with l = l₀ − l₁; its loss is computed as the
+    cross-entropy of the two classes (log-softmax), which equals the above up to rounding. FactorVAE's
+    discriminator (p = q(z), q = Π_j q(z_j); two classes), the MS-GAN discriminator and the
+    robust-disentangling classifiers T, T′ (one logit) all train on it.
+    """
+    if logits_p.ndim == 2 and logits_p.shape[-1] == 2:
+        p_label = torch.zeros(logits_p.shape[0], dtype=torch.long, device=logits_p.device)
+        q_label = torch.ones(logits_q.shape[0], dtype=torch.long, device=logits_q.device)
+        return F.cross_entropy(logits_p, p_label) + F.cross_entropy(logits_q, q_label)
+    return F.softplus(-logits_p).mean() + F.softplus(logits_q).mean()

@@ -52,12 +52,17 @@ def traversals(model, guide, x: torch.Tensor, site: str | None = None, limit: fl
     from .posterior import posterior_code
 
     loc = posterior_code(guide, x[:1], site)[0][0]  # (D,): every latent site, concatenated
-    d = loc.shape[0]
-    values = torch.linspace(-limit, limit, steps, device=loc.device)
-    z = loc.repeat(d, steps, 1)  # (D, steps, D)
-    dims = torch.arange(d, device=loc.device)
-    z[dims, :, dims] = values  # row d: dimension d swept
-    return model.decode(z.reshape(d * steps, d))
+    return model.decode(traversal_codes(loc, range(loc.shape[0]), limit, steps))
+
+
+def traversal_codes(loc: torch.Tensor, dims, limit: float = 3.0, steps: int = 7) -> torch.Tensor:
+    """Codes ``(len(dims) · steps, D)``: row block i sweeps dimension ``dims[i]`` of ``loc`` (D,) over
+    [−limit, limit] in ``steps`` values, the other dimensions held at ``loc``."""
+    dims = torch.as_tensor(list(dims), dtype=torch.long, device=loc.device)
+    codes = loc.repeat(len(dims), steps, 1)  # (len(dims), steps, D)
+    codes[torch.arange(len(dims), device=loc.device), :, dims] = torch.linspace(-limit, limit, steps,
+                                                                                device=loc.device)
+    return codes.reshape(len(dims) * steps, -1)
 
 
 def mi_heatmap(mi, path, factor_names=(), title: str = "mutual information (nats)") -> Path:

@@ -9,6 +9,7 @@ latent sites sit in a data plate sized by the batch (``model(x)`` / ``guide(x)``
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
@@ -18,7 +19,8 @@ from ppl_data import Data
 from .handlers import local_params
 
 
-def _items(data, index: torch.Tensor, device) -> torch.Tensor:
+def items_of(data, index: torch.Tensor, device) -> torch.Tensor:
+    """The items ``index`` of a tensor or a ``ppl_data`` dataset, on ``device``."""
     if isinstance(data, Data):
         return data.batch(index, device=device)[0]
     return data[index].to(device)
@@ -27,6 +29,42 @@ def _items(data, index: torch.Tensor, device) -> torch.Tensor:
 def _device(module):
     params = list(module.parameters()) if hasattr(module, "parameters") else []
     return params[0].device if params else torch.device("cpu")
+
+
+def _concat(parts: list):
+    """Concatenate a list of like outputs along the first axis: tensors, arrays, tuples, dicts."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts)
+    if isinstance(first, (tuple, list)):
+        return type(first)(_concat(list(p)) for p in zip(*parts))
+    if isinstance(first, dict):
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    raise TypeError(f"cannot concatenate outputs of type {type(first).__name__}")
+
+
+@torch.no_grad()
+def encode_batched(fn, x, batch_size: int = 256):
+    """``fn`` applied to consecutive chunks of ``x`` under ``no_grad``, the outputs concatenated.
+
+    ``x`` is a tensor (or anything sliceable with ``len``), or a tuple of them of one length, in
+    which case ``fn`` receives one chunk of each. ``fn`` may return a tensor, a NumPy array, or a
+    tuple/list/dict of them (nested), concatenated element-wise along the first axis. The one home
+    of every chunked pass over a dataset (encoding, decoding, scoring).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    many = isinstance(x, tuple)
+    n = len(x[0]) if many else len(x)
+    if many and any(len(part) != n for part in x):
+        raise ValueError(f"the tensors of x must have one length, got {[len(p) for p in x]}")
+    if n == 0:
+        raise ValueError("encode_batched needs at least one item")
+    chunks = (tuple(p[s:s + batch_size] for p in x) if many else (x[s:s + batch_size],)
+              for s in range(0, n, batch_size))
+    return _concat([fn(*chunk) for chunk in chunks])
 
 
 @torch.no_grad()
@@ -50,13 +88,12 @@ def posterior_code(guide, x: torch.Tensor, site: str | None = None):
 def encode(guide, data, batch_size: int = 256, device=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{site: (loc (N, d), scale (N, d))}`` of ``guide.posterior`` over a tensor or a dataset."""
     device = device or _device(guide)
-    parts: dict[str, list] = {}
-    for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)))
-        for site, (loc, scale) in guide.posterior(_items(data, index, device)).items():
-            parts.setdefault(site, []).append((loc.cpu(), scale.cpu()))
-    return {site: (torch.cat([p[0] for p in v]), torch.cat([p[1] for p in v]))
-            for site, v in parts.items()}
+
+    def chunk(index):
+        post = guide.posterior(items_of(data, index, device))
+        return {site: (loc.cpu(), scale.cpu()) for site, (loc, scale) in post.items()}
+
+    return encode_batched(chunk, torch.arange(len(data)), batch_size)
 
 
 def _latent_values(trace, num_draws: int, n: int) -> dict[str, torch.Tensor]:
@@ -97,7 +134,7 @@ def to_inferencedata(model, guide, data, num_draws: int = 100, num_obs: int | No
     if isinstance(data, Data):
         n_all = len(data)
         k = n_all if num_obs is None else min(num_obs, n_all)
-        x = _items(data, torch.randperm(n_all, generator=gen)[:k].sort().values, device)
+        x = items_of(data, torch.randperm(n_all, generator=gen)[:k].sort().values, device)
     else:
         x = torch.as_tensor(data).to(device)
     n = x.shape[0]

@@ -12,7 +12,8 @@ Nazari et al. (``papers/msvae-multi-stage-modelling.txt``), appendix E::
 G is MS-VAE's :class:`~ppl_models.msvae.ConditionalDecoder` (its output through a sigmoid is the
 image). The discriminator D_ω(x, y) sees an image with its Y (a conditional GAN, Mirza & Osindero
 2014; Y is an image as in Isola et al. 2017) and returns a logit that estimates
-log p(x | y) / p_Θ(x | y) (eq. 3 and §E.2). Training lives in :mod:`inference.msgan`.
+log p(x | y) / p_Θ(x | y) (eq. 3 and §E.2). Training lives in :mod:`inference.papers.msgan`, the
+posterior q(z | x − y) in :mod:`guides.msgan`.
 """
 
 from __future__ import annotations

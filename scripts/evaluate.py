@@ -6,26 +6,17 @@ Writes into RUN_DIR: report.json, report.md, reconstructions.png, traversals.png
 prior_samples.png, mi_heatmap.png and posterior.nc. Default sample sizes keep an evaluation of a
 dSprites run within about 5 minutes on a laptop CPU; ``--full`` uses disentanglement_lib's sizes
 (much longer). Metrics a dataset cannot support (no factors, no simulator to intervene on) are
-skipped with a line saying why. Any bad input prints one line and exits 2.
+skipped with a line saying why. The evaluation is inference.report.evaluate_run, as in a sweep.
+Any bad input prints one line and exits 2.
 """
 
 from __future__ import annotations
 
-import warnings
+import sys
+from pathlib import Path
 
-warnings.filterwarnings("ignore")  # import-time chatter from dependencies is not the user's problem
-
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from inference.checkpoint import atomic_write_text  # noqa: E402
-from inference.cli import OneLineParser, random_seed, run_main, torch_device  # noqa: E402
-from inference.evaluation import SIZES, Evaluation, check_run_dir, load_data, markdown  # noqa: E402,F401
+from inference.cli import OneLineParser, random_seed, run_main, torch_device
+from inference.report import evaluate_run, headline
 
 
 def make_parser() -> OneLineParser:
@@ -41,28 +32,11 @@ def make_parser() -> OneLineParser:
 def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     run_dir = Path(args.run_dir)
-    check_run_dir(run_dir)
-    t_all = time.perf_counter()
-    ev = Evaluation(run_dir, args.full, args.device, args.seed)
-    sections = [("training", ev.training), ("pictures", ev.pictures),
-                ("reconstruction", ev.reconstruction), ("factor metrics", ev.factor_metrics),
-                ("log-likelihood", ev.likelihood), ("fid", lambda: ev.fid(not args.no_fid)),
-                ("posterior export", ev.posterior)]
-    for name, section in tqdm(sections, desc="evaluate", unit="section"):
-        t0 = time.perf_counter()
-        with torch.no_grad() if name != "fid" else torch.enable_grad():
-            section()
-        ev.report["seconds"][name] = time.perf_counter() - t0
-    ev.report["seconds"]["total"] = time.perf_counter() - t_all
-    atomic_write_text(run_dir / "report.json", json.dumps(ev.report, indent=2))
-    atomic_write_text(run_dir / "report.md", markdown(ev.report))
-    m = ev.report["metrics"]
-    headline = ", ".join(f"{k}={v:.3f}" for k, v in (
-        ("mig", m.get("mig", {}).get("value")),
-        ("factor_vae", m.get("factor_vae", {}).get("eval_accuracy")),
-        ("dci_d", m.get("dci", {}).get("disentanglement"))) if v is not None)
-    print(f"evaluated {run_dir} in {ev.report['seconds']['total']:.0f}s"
-          + (f": {headline}" if headline else "") + f" -> {run_dir / 'report.md'}")
+    report = evaluate_run(run_dir, full=args.full, device=args.device, seed=args.seed,
+                          fid=not args.no_fid, progress=True)
+    line = headline(report)
+    print(f"evaluated {run_dir} in {report['seconds']['total']:.0f}s" + (f": {line}" if line else "")
+          + f" -> {run_dir / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -2,29 +2,26 @@
 
     python scripts/sweep.py configs/sweeps/dip_study_quick.yaml [--out runs/sweeps/NAME]
         [--address auto|HOST:6379|ray://HOST:10001] [--num-cpus N] [--max-concurrent K]
-        [--set base.steps=300 ...] [--ship-code] [--dry-run] [--table-only] [--quiet]
+        [--scheduler fifo|asha] [--set base.steps=300 ...] [--ship-code] [--dry-run] [--table-only]
+        [--quiet]
 
-Each trial runs scripts/train.py's code path and then the study's evaluation sections (scripts/
-evaluate.py's), in OUT/runs/<trial>. A failed trial is listed with its error and does not stop the
-sweep; running the same command again skips finished trials. Without --address a local Ray with
-this machine's CPUs is started; with it, the sweep joins that cluster (OUT must then be on storage
-every node sees, e.g. NFS, and the repository importable there or shipped with --ship-code).
-Writes OUT/sweep.csv, OUT/sweep.md and OUT/sweep.png. Any bad input prints one line and exits 2.
+Each trial is inference.runs.train_run (what scripts/train.py runs) then the study's evaluation
+sections (inference.report.evaluate_run, what scripts/evaluate.py runs), in OUT/runs/<trial>; every
+log step is reported to Tune, and --scheduler asha stops bad trials early. A failed trial is listed
+with its error and does not stop the sweep; running the same command again skips finished trials.
+Without --address a local Ray with this machine's CPUs is started; with it, the sweep joins that
+cluster (OUT must then be on storage every node sees, e.g. NFS, and the packages importable there
+or shipped with --ship-code). Writes OUT/sweep.csv, OUT/sweep.md and OUT/sweep.png. Any bad input
+prints one line and exits 2.
 """
 
 from __future__ import annotations
 
-import warnings
+import sys
+from pathlib import Path
 
-warnings.filterwarnings("ignore")  # import-time chatter from dependencies is not the user's problem
-
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from inference import sweep  # noqa: E402
-from inference.cli import OneLineParser, check_output_dir, positive_int, ray_address, run_main  # noqa: E402
+from inference import sweep
+from inference.cli import OneLineParser, check_output_dir, positive_int, ray_address, run_main
 
 
 def make_parser() -> OneLineParser:
@@ -35,8 +32,10 @@ def make_parser() -> OneLineParser:
                                      "ray://HOST:10001) instead of starting a local one")
     p.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--max-concurrent", type=positive_int, help="at most this many trials at once")
+    p.add_argument("--scheduler", choices=sweep.SCHEDULERS, default="fifo",
+                   help="asha: stop bad trials early (Tune's ASHAScheduler; options in the study's asha:)")
     p.add_argument("--ship-code", action="store_true",
-                   help="upload this repository to the cluster's workers (Ray runtime_env)")
+                   help="upload the packages to the cluster's workers (Ray runtime_env py_modules)")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="edit the study, e.g. base.steps=300, 'seeds=[0]', blocks.0.grid.lambda_od=[10]")
     p.add_argument("--dry-run", action="store_true", help="list the trials and exit")
@@ -55,7 +54,7 @@ def main(argv=None) -> None:
     out = check_output_dir(out, continuing=(out / "sweep.json").is_file() or (out / "runs").is_dir())
     study = sweep.expand(raw, out)
     if args.dry_run:
-        done = sum(sweep.is_finished(t.run_dir, study.evaluate) for t in study.trials)
+        done = sum(sweep.is_finished(t.run_dir, study.evaluate, args.scheduler) for t in study.trials)
         for t in study.trials:
             print(t.name, " ".join(f"{k}={v}" for k, v in t.flags.items()))
         print(f"{len(study.trials)} trials ({done} finished) -> {out}")
@@ -66,13 +65,13 @@ def main(argv=None) -> None:
     else:
         rows = sweep.run_sweep(study, out, address=args.address, num_cpus=args.num_cpus,
                                max_concurrent=args.max_concurrent, log_to_driver=not args.quiet,
-                               ship_code=args.ship_code)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "not run")}
+                               ship_code=args.ship_code, scheduler=args.scheduler)
+    counts = {s: sum(r["status"] == s for r in rows) for s in sweep.tables.STATUSES}
     for r in rows:
         if r["status"] == "error":
             print(f"failed: {r['name']}: {r['error']}", file=sys.stderr)
-    print(f"sweep {study.name}: {counts['ok']} ok, {counts['error']} failed, {counts['not run']} "
-          f"not run -> {out / 'sweep.md'}")
+    print(f"sweep {study.name}: {counts['ok']} ok, {counts['error']} failed, {counts['stopped']} stopped, "
+          f"{counts['not run']} not run -> {out / 'sweep.md'}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import inference.runs
 from inference import resolve_config
 from inference.checkpoint import save_checkpoint
 from inference.cli import run_main
@@ -29,7 +30,7 @@ STUDY = ROOT / "configs" / "sweeps" / "dip_study_quick.yaml"
 
 #: Training and the costly set-up before it, in each script's namespace: a bad input never gets there.
 TRAINING = ("fit", "train_flow", "train", "Experiment", "run_sweep", "Sprites", "TexturedShapes", "PendulumPairs",
-            "feature_net")
+            "feature_net", "run_experiment")
 
 
 class ReachedTraining(AssertionError):
@@ -258,6 +259,8 @@ CASES = [
     ("robust_sprites", [*O, "--l-gamma", "0"], "'0'"),
     ("robust_sprites", [*O, "--epsilon", "x"], "'x'"),
     ("robust_sprites", [*O, "--triplets", "0"], "'0'"),
+    ("robust_sprites", [*O, "--eval-pairs", "0"], "'0'"),
+    ("robust_sprites", [*O, "--fresh-steps", "x"], "'x'"),
     ("robust_sprites", [*O, "--seed", "-1"], "'-1'"),
     ("robust_sprites", [*O, "--log-every", "0"], "'0'"),
     ("robust_sprites", [*O, "--device", "tpu"], "'tpu'"),
@@ -279,6 +282,8 @@ CASES = [
     ("vitae_mnist", [*O, "--data-root", "{nosuch}"], "{nosuch}"),
     ("vitae_mnist", [*O, "--data-root", "{empty}"], "{empty}"),
     ("vitae_mnist", [*O, "--seed", "-1"], "'-1'"),
+    ("vitae_mnist", [*O, "--n-train", "0"], "'0'"),
+    ("vitae_mnist", [*O, "--n-eval", "x"], "'x'"),
     # -- vitae_stability.py -----------------------------------------------------------------------
     ("vitae_stability", ["--out", "{file}"], "{file}"),
     ("vitae_stability", ["--out", "{full}"], "{full}"),
@@ -293,6 +298,7 @@ CASES = [
     pytest.param("vitae_stability", [*O, "--device", "cuda"], "cuda", marks=cuda_only_absent),
     ("vitae_stability", [*O, "--data-root", "{nosuch}"], "{nosuch}"),
     ("vitae_stability", [*O, "--seed", "x"], "'x'"),
+    ("vitae_stability", [*O, "--n-train", "-3"], "'-3'"),
 ]
 # Every script refuses an unknown flag the same way.
 def _values(case) -> tuple:
@@ -322,6 +328,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(name, argv, expected, 
             monkeypatch.setattr(module, attr, _refuse)
     if hasattr(module, "sweep"):
         monkeypatch.setattr(module.sweep, "run_sweep", _refuse)
+    monkeypatch.setattr(inference.runs, "fit", _refuse)  # train.py trains through inference.runs.train_run
     before = snapshot(places["root"])
     capfd.readouterr()
     code = run_main(module.main, [_fill(a, places) for a in argv])

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference import load_run
+from inference import load_run, train_run
+from inference import report as report_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,23 +35,36 @@ TINY = {"codes_train": 600, "codes_test": 200, "dci_train": 600, "sap_train": 60
 
 
 @pytest.fixture(scope="module")
-def evaluate():
-    mod = _script("evaluate")
-    mod.SIZES["quick"] = dict(TINY)
-    return mod
+def evaluate_script():
+    return _script("evaluate")
 
 
-def _train(tmp, data, extra=()):
+@pytest.fixture
+def evaluate(evaluate_script, monkeypatch):
+    """scripts/evaluate.py with tiny quick sample sizes, for this test only."""
+    monkeypatch.setitem(report_module.SIZES, "quick", dict(TINY))
+    return evaluate_script
+
+
+def _train(tmp, data, **extra):
     out = tmp / f"run-{data}"
-    _script("train").main(["--data", data, "--steps", "3", "--out", str(out), "--latent-dim", "3",
-                           "--net", "mlp", "--batch-size", "16", "--no-pictures", *extra])
+    train_run({"data": data, "steps": 3, "latent_dim": 3, "net": "mlp", "batch_size": 16,
+               "no_pictures": True, **extra}, out)
     return out
 
 
-def test_dsprites_run_report_and_files(evaluate, tmp_path):
-    run = _train(tmp_path, "dsprites")
-    evaluate.main([str(run), "--no-fid"])
-    report = json.loads((run / "report.json").read_text())
+@pytest.fixture(scope="module")
+def dsprites_report(evaluate_script, tmp_path_factory):
+    """A dSprites run evaluated by scripts/evaluate.py at tiny sizes (SIZES restored afterwards)."""
+    run = _train(tmp_path_factory.mktemp("dsprites"), "dsprites")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(report_module.SIZES, "quick", dict(TINY))
+        evaluate_script.main([str(run), "--no-fid"])
+    return run, json.loads((run / "report.json").read_text())
+
+
+def test_dsprites_run_report_and_files(dsprites_report):
+    run, report = dsprites_report
     for name in ("report.md", "reconstructions.png", "traversals.png", "prior_samples.png",
                  "mi_heatmap.png", "posterior.nc"):
         assert (run / name).is_file(), name
@@ -114,8 +128,7 @@ def test_bad_run_dir_is_one_line_exit_2(evaluate, tmp_path, capsys, make, messag
 def test_model_with_two_latent_sites_trains_and_evaluates(evaluate, tmp_path):
     """VITAE has z_persp and z_app: pictures, metrics and export use both, concatenated in order."""
     out = tmp_path / "run-vitae"
-    _script("train").main(["--model", "vitae_u", "--data", "dsprites", "--steps", "2", "--out", str(out),
-                           "--net", "mlp", "--batch-size", "8"])
+    train_run({"model": "vitae_u", "data": "dsprites", "steps": 2, "net": "mlp", "batch_size": 8}, out)
     assert (out / "reconstructions.png").is_file() and (out / "samples.png").is_file()
     evaluate.main([str(out), "--no-fid"])
     report = json.loads((out / "report.json").read_text())
@@ -141,3 +154,20 @@ def test_posterior_code_concatenates_sites_in_guide_order():
     assert torch.equal(posterior_code(TwoSites(), x, "b")[0], x[:, 1:])
     with pytest.raises(ValueError, match="no latent site 'c'"):
         posterior_code(TwoSites(), x, "c")
+
+
+def test_one_driver_for_script_and_sweep(dsprites_report):
+    """evaluate_run on chosen sections and sizes (a sweep's call): the script's numbers, each section timed."""
+    from inference.report import evaluate_run
+
+    run, script = dsprites_report
+    alone = evaluate_run(run, ["training", "beta_vae", "reconstruction"], sizes=TINY)
+    for name in ("beta_vae", "reconstruction"):  # β-VAE alone = the one inside factor_metrics
+        assert alone["metrics"][name] == script["metrics"][name]
+    assert set(alone["seconds"]) == {"training", "beta_vae", "reconstruction", "total"}
+    assert json.loads((run / "report.json").read_text()) == json.loads(json.dumps(alone))
+    assert report_module.SIZES["quick"]["recon"] == 1_000  # the fixture's tiny sizes did not leak
+    with pytest.raises(Exception, match="unknown evaluation section"):
+        evaluate_run(run, ["mig"])
+    with pytest.raises(Exception, match="unknown sample size"):
+        evaluate_run(run, ["training"], sizes={"nope": 1})

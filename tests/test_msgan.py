@@ -1,7 +1,10 @@
 """MS-GAN (MS-VAE appendix E): the discriminator's optimum is the log density ratio of eq. (3), the
 generator loss is eq. (4), and a GAN step updates G and D with separate optimisers."""
 
+import json
 import math
+import runpy
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +13,10 @@ from pyro import poutine
 from guides.nets import MLPEncoder
 from guides.vae import VAEGuide
 from inference.errors import ConfigError
-from inference.msgan import (MSGANPosterior, MSGANTrainer, discriminator_loss, generator_loss, latent_nll,
-                             train)
-from inference.msvae import conditioning_codes, freeze
+from guides.msgan import MSGANPosterior
+from inference.papers.msgan import TABLE_COLUMNS, MSGANTrainer, generator_loss, latent_nll, train
+from inference.papers.msvae import conditioning_codes, freeze
+from inference.penalties import density_ratio_loss as discriminator_loss
 from ppl_data import TensorData
 from ppl_models.msgan import MSGANModel, PairDiscriminator
 from ppl_models.msvae import ConditionalDecoder
@@ -134,3 +138,32 @@ def test_train_logs_window_means_and_rejects_bad_settings():
         train(tr, data, steps=0)
     with pytest.raises(ValueError, match="AdaIN"):
         MSGANModel(model.stage_one, ConditionalDecoder(SHAPE, 2, inject="concat", hidden=4, blocks=1), 2)
+
+
+# -- the experiment (scripts/msgan.py -> inference.papers.msgan.run_experiment) ----------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_experiment_script_tabulates_msgan_against_msvae_at_a_tiny_budget(tmp_path):
+    from inference import fid
+
+    path = fid.cache_dir() / f"feature_net-v{fid.FEATURE_NET_VERSION}-{fid.FEATURE_STEPS}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(fid.FeatureNet().state_dict(), path)  # FID computed with an untrained net, no training
+    out = tmp_path / "msgan"
+    main = runpy.run_path(str(ROOT / "scripts" / "msgan.py"))["main"]
+    main(["--quick", "--steps1", "2", "--steps2", "2", "--gan-steps", "3", "--n-eval", "40", "--out", str(out)])
+    for name in ("results.json", "table.md", "samples.png"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert list(rows) == ["betatc", "msvae", "msgan"]
+    for name, row in rows.items():
+        assert {"fid_recon", "fid_sample", "l1", "l2"} <= set(row)
+        assert ({"M1", "M2", "M3", "M4"} <= set(row)) == (name != "betatc")
+        assert all(math.isfinite(v) for v in row.values())
+    assert [r["step"] for r in results["gan_log"]] == [1, 2, 3]
+    assert all(math.isfinite(v) for r in results["gan_log"] for v in r.values())
+    lines = (out / "table.md").read_text().splitlines()
+    assert lines[2] == "| model | " + " | ".join(TABLE_COLUMNS) + " |"
+    assert [line.split(" | ")[0] for line in lines[4:]] == ["| betatc", "| msvae", "| msgan"]

@@ -1,5 +1,9 @@
 """MS-VAE: AdaIN, the trace's D-separation, frozen stage one, the ablation switches, M1–M4, MLP probes."""
 
+import json
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +16,10 @@ from inference import TermsELBO, fit
 from inference.metrics.conditioning import (conditioning_measures, downstream_table, mlp_accuracy,
                                             normalised_code_mi)
 from inference.metrics.information import discretize
-from inference.msvae import (VARIANTS, big_family_pair, conditioning_codes, count_parameters,
-                             family_member, msvae_pair, second_stage_loss, traversal_codes)
+from inference.papers.msvae import (EXPERIMENT_MODELS, QUICK, TABLE_COLUMNS, VARIANTS, big_family_pair,
+                                    conditioning_codes, count_parameters, family_member, msvae_pair,
+                                    run_experiment, second_stage_loss)
+from inference.pictures import traversal_codes
 from guides.msvae import MSVAEGuide
 from ppl_data import TensorData
 from ppl_models.adain import AdaIN, adain, instance_normalise
@@ -328,3 +334,64 @@ def test_big_baseline_matches_parameter_count_and_traversal_codes():
     codes = traversal_codes(torch.zeros(4), [1, 3], limit=2.0, steps=5)
     assert codes.shape == (10, 4) and torch.equal(codes[:5, 1], torch.linspace(-2, 2, 5))
     assert (codes[:5, [0, 2, 3]] == 0).all() and torch.equal(codes[5:, 3], torch.linspace(-2, 2, 5))
+
+
+# -- the experiment (scripts/msvae_experiment.py -> inference.papers.msvae.run_experiment) ------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script_main(name):
+    """``main`` of ``scripts/<name>.py``: the entry point itself (the logic it calls is imported above)."""
+    return runpy.run_path(str(ROOT / "scripts" / f"{name}.py"))["main"]
+
+
+def cache_random_feature_net():
+    """An untrained FID feature net in the test's private cache: FID is computed, the net not trained."""
+    from inference import fid
+
+    path = fid.cache_dir() / f"feature_net-v{fid.FEATURE_NET_VERSION}-{fid.FEATURE_STEPS}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(fid.FeatureNet().state_dict(), path)
+
+
+def finite_numbers(row: dict) -> bool:
+    values = [v for v in row.values() if isinstance(v, float)] + [a for v in row.values() if isinstance(v, list)
+                                                                   for a in v]
+    return bool(values) and all(np.isfinite(values))
+
+
+def test_experiment_script_trains_and_tabulates_every_model_at_a_tiny_budget(tmp_path):
+    cache_random_feature_net()
+    out = tmp_path / "msvae"
+    script_main("msvae_experiment")(["--quick", "--steps1", "2", "--steps2", "2", "--n-eval", "40",
+                                     "--n-probe", "40", "--mlp-iter", "3", "--out", str(out)])
+    for name in ("results.json", "table.md", "reconstructions.png", "traversals.png", "z_perturbation.png",
+                 "pictures.txt", "reconstructions.txt"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert list(rows) == list(EXPERIMENT_MODELS)
+    assert results["settings"]["steps1"] == 2 and results["settings"]["mlp_iter"] == 3
+    assert all(finite_numbers(r) for r in rows.values())
+    for name, row in rows.items():
+        two_stage = name.startswith("msvae")
+        assert {"mig", "fid", "l1", "l2", "acc_C", "acc_C_fine"} <= set(row)
+        assert ({"M1", "M2", "M3", "M4", "M_decoded_prior", "acc_Z", "acc_C+Z"} <= set(row)) == two_stage, name
+        assert len(row["acc_C_per_factor"]) == 10
+    # Appendix H: the big β-TCVAE is matched to MS-VAE's parameter count.
+    assert abs(rows["big_betatc"]["params"] - rows["msvae"]["params"]) / rows["msvae"]["params"] < 0.05
+    lines = (out / "table.md").read_text().splitlines()
+    assert lines[2] == "| model | " + " | ".join(TABLE_COLUMNS) + " |"
+    assert [line.split(" | ")[0] for line in lines[4:]] == [f"| {m}" for m in EXPERIMENT_MODELS]
+
+
+def test_experiment_function_is_seeded_and_takes_a_subset(tmp_path):
+    # The library function a notebook calls: same seed, same numbers; only the asked-for rows.
+    cache_random_feature_net()
+    settings = {**QUICK, "steps1": 1, "steps2": 1, "n_eval": 24, "n_probe": 24, "mlp_iter": 5}
+    a = run_experiment(settings, tmp_path / "a", models=["msvae_c"], seed=3)
+    b = run_experiment(settings, tmp_path / "b", models=["msvae_c"], seed=3)
+    assert list(a["rows"]) == ["msvae_c"]
+    strip = lambda r: {k: v for k, v in r.items() if k != "train_s"}  # noqa: E731
+    assert strip(a["rows"]["msvae_c"]) == strip(b["rows"]["msvae_c"])
+    assert not (tmp_path / "a" / "traversals.png").exists()  # pictures of MS-VAE only when it was trained

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.penalties import (capacity_penalty, capacity_schedule, dip_covariance_penalty, mmd,
+from inference.penalties import (capacity_penalty, capacity_schedule, density_ratio_loss,
+                                 dip_covariance_penalty, mmd,
                                  mss_log_weights, mws_offsets, tc_decomposition, total_correlation)
 
 
@@ -177,3 +178,37 @@ def test_capacity_schedule_end_points():
     kl = torch.tensor(30.0)
     assert capacity_penalty(kl, 100_000, 15.0, 25.0, 100_000).item() == pytest.approx(15.0 * 5.0)
     assert capacity_penalty(kl, 0, 15.0, 25.0, 100_000).item() == pytest.approx(15.0 * 30.0)
+
+
+def test_density_ratio_loss_by_hand_and_as_two_class_cross_entropy():
+    lp, lq = [0.3, -1.2, 2.0], [-0.5, 1.5]
+    by_hand = (sum(math.log(1 + math.exp(-v)) for v in lp) / 3
+               + sum(math.log(1 + math.exp(v)) for v in lq) / 2)
+    got = density_ratio_loss(torch.tensor(lp, dtype=torch.float64), torch.tensor(lq, dtype=torch.float64))
+    assert got.item() == pytest.approx(by_hand, rel=1e-12)
+    # FactorVAE's 2-logit head: ½ of the loss of l₀ − l₁ is the cross-entropy with labels 0 (p), 1 (q).
+    logits = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0] * 4 + [1] * 4)
+    ratio = logits[:, 0] - logits[:, 1]
+    torch.testing.assert_close(0.5 * density_ratio_loss(ratio[:4], ratio[4:]),
+                               torch.nn.functional.cross_entropy(logits, labels))
+    torch.testing.assert_close(density_ratio_loss(logits[:4], logits[4:]),  # the two-class head itself
+                               density_ratio_loss(ratio[:4], ratio[4:]))
+
+
+def test_density_ratio_loss_minimiser_is_the_log_ratio():
+    # p = N(1, 1), q = N(0, 1): log p/q = x − 1/2. Fit l(x) = a·x + b by the loss on many draws.
+    gen = torch.Generator().manual_seed(0)
+    xp, xq = torch.randn(20000, generator=gen) + 1, torch.randn(20000, generator=gen)
+    ab = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.LBFGS([ab], max_iter=200)
+
+    def closure():
+        opt.zero_grad()
+        loss = density_ratio_loss(ab[0] * xp + ab[1], ab[0] * xq + ab[1])
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert ab[0].item() == pytest.approx(1.0, abs=0.05)
+    assert ab[1].item() == pytest.approx(-0.5, abs=0.05)

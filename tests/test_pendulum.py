@@ -1,7 +1,10 @@
 """Pendulum MS-VAE (MS-VAE appendix C): the simulator against closed forms, the model's figure-17 graph,
 the stage switch, and each stage's ELBO against a hand computation."""
 
+import json
 import math
+import runpy
+from pathlib import Path
 
 import pyro.distributions as dist
 import pytest
@@ -11,6 +14,7 @@ from pyro.infer.inspect import get_dependencies
 
 from guides.pendulum import PendulumGuide
 from inference import TermsELBO, fit
+from inference.papers.pendulum import STAGES
 from ppl_data import DataError, load
 from ppl_data.pendulum import DT, GRAVITY, PendulumPairs, period, simulate
 from ppl_models.pendulum import DAMPING_RANGE, LENGTH_RANGE, PendulumModel, unpack
@@ -139,3 +143,24 @@ def test_each_stage_trains_only_its_own_network():
     fit(model, guide, TermsELBO(), data, steps=3, batch_size=4, lr=1e-2, device="cpu", progress=False)
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"damped"}
+
+
+# -- the experiment (scripts/msvae_pendulum.py -> inference.papers.pendulum.run_experiment) -----------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_experiment_script_trains_three_stages_and_reports_finite_measures(tmp_path):
+    out = tmp_path / "pendulum"
+    main = runpy.run_path(str(ROOT / "scripts" / "msvae_pendulum.py"))["main"]
+    main(["--quick", "--steps", "2", "--grid", "4", "--out", str(out)])
+    for name in ("results.json", "z_vs_mass.png", "traversals.png"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["stage_seconds"]) == list(STAGES)
+    assert results["settings"]["grid"] == 4 and results["settings"]["steps"] == 2
+    for key in ("corr_z_mass", "corr_z_length", "corr_z_damping"):
+        assert set(results[key]) == {"pearson", "spearman"}
+        assert all(math.isfinite(v) for v in results[key].values())
+    rmse = [k for k in results if k.startswith("rmse_")]
+    assert len(rmse) == 5 and all(math.isfinite(results[k]) and results[k] >= 0 for k in rmse)
+

@@ -20,11 +20,11 @@ from torch import nn
 
 import ppl_data
 from inference import build, fit, resolve_config
-from inference.build import MODELS
+from inference.catalog import MODELS
 from inference.elbo import TermsELBO
 from inference.elbos import BetaTCELBO, CapacityELBO, DIPELBO, FactorELBO, InfoELBO
 from inference.errors import ConfigError
-from inference.robust import RobustELBO, robust_pair
+from inference.papers.robust import RobustELBO, robust_pair
 from ppl_data.sprites import SpritePairs, Sprites
 from ppl_models.nets import mlp
 from ppl_models.registration import pyro_module

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from inference import build, resolve_config
-from inference.posterior import encode, to_inferencedata
+from inference.metrics.reconstruction import image_errors
+from inference.posterior import encode, encode_batched, to_inferencedata
 from ppl_data import TensorData
 
 
@@ -75,3 +76,25 @@ def test_traversals_sweep_one_dimension_per_row(pair):
             z = loc.clone()
             z[d] = v
             torch.testing.assert_close(grid[d * 5 + j], model.decode(z[None])[0])
+
+
+def test_encode_batched_concatenates_tensors_tuples_dicts_and_pairs():
+    x = torch.arange(10.0).reshape(10, 1)
+    assert torch.equal(encode_batched(lambda c: c * 2, x, batch_size=3), x * 2)
+    a, b = encode_batched(lambda c: (c, c.sum(1)), x, batch_size=4)
+    assert torch.equal(a, x) and torch.equal(b, x[:, 0])
+    d = encode_batched(lambda c: {"s": (c.numpy(), c + 1)}, x, batch_size=6)
+    assert np.array_equal(d["s"][0], x.numpy()) and torch.equal(d["s"][1], x + 1)
+    assert torch.equal(encode_batched(lambda u, v: u - v, (x, x + 1), batch_size=4), -torch.ones(10, 1))
+    w = torch.ones(3, requires_grad=True)
+    assert not encode_batched(lambda c: c * w, torch.ones(5, 3), 2).requires_grad  # under no_grad
+
+
+def test_image_errors_by_hand():
+    x = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
+    recon = torch.tensor([[0.5, 1.0], [0.0, 1.0]])
+    errors = image_errors(x, recon)
+    assert errors["l1"] == pytest.approx((0.5 + 0 + 0.5 + 0.5) / 4)
+    assert errors["l2"] == pytest.approx((0.25 + 0 + 0.25 + 0.25) / 4)
+    with pytest.raises(ValueError, match="one shape"):
+        image_errors(x, torch.zeros(3))

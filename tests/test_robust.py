@@ -1,18 +1,23 @@
 """Robust pose/appearance disentangling (Esser et al. 2019): eqs. (10)-(12), (18), (22)-(24), §3.5."""
 
+import json
 import math
+import runpy
+from pathlib import Path
 
 import pyro
 import pytest
 import torch
 
+from guides.robust import Conv32Encoder
 from inference.errors import ConfigError
-from inference.robust import (RobustELBO, appearance_usage, classifier_loss, fitted_mi, gamma_update,
-                              gamma_update_variational, lambda_update, mi_constraint_loss, mi_estimate,
-                              MIClassifier, product_of_marginals, robust_pair, transfer_errors)
-from ppl_models.robust_nets import Conv32Decoder, Conv32Encoder
+from inference.papers import robust as R
+from inference.papers.robust import (RobustELBO, appearance_usage, classifier_loss, fitted_mi, gamma_update,
+                                     gamma_update_variational, lambda_update, mi_constraint_loss, mi_estimate,
+                                     MIClassifier, product_of_marginals, robust_pair, transfer_errors)
 from inference.svi import fit
 from ppl_data import SpritePairs, Sprites
+from ppl_models.robust_nets import Conv32Decoder
 
 EPS, MU = 0.125, 0.1
 
@@ -346,3 +351,59 @@ def test_conv32_nets_pool_appearance_and_reconstruct_a_batch():
     assert errs[-1] < 0.5 * errs[0]
     with pytest.raises(ConfigError, match="conv32"):
         robust_pair((2, 3, 16, 16), net="conv32")
+
+
+def test_classifier_loss_is_the_shared_density_ratio_loss():
+    # T, T′ train on inference.penalties.density_ratio_loss: joint draws are p, rolled batches q.
+    from inference.penalties import density_ratio_loss
+
+    torch.manual_seed(1)
+    T = MIClassifier(2, 3, hidden=(8,))
+    pi, alpha = torch.randn(6, 2), torch.randn(6, 3)
+    marginal = T(pi.expand(2, 6, 2), product_of_marginals(alpha, 2))
+    assert torch.equal(classifier_loss(T, pi, alpha, 2), density_ratio_loss(T(pi, alpha), marginal))
+
+
+def test_draw_codes_in_chunks_is_one_draw_per_chunk():
+    """π ~ q(π | x2) (seeded draws, chunk by chunk), α = E_α(x1): what mi_estimates and the fresh T see."""
+    torch.manual_seed(0)
+    model, guide = robust_pair((2, 1, 8, 8), pose_dim=2, appearance_dim=3, net="mlp")
+    x1, x2 = torch.rand(5, 1, 8, 8), torch.rand(5, 1, 8, 8)
+    torch.manual_seed(4)
+    pose, app = R.draw_codes(guide, x1, x2, chunk=3)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        draws = [loc + scale * torch.randn_like(loc) for loc, scale in map(guide.pose_encoder, (x2[:3], x2[3:]))]
+        assert torch.allclose(pose, torch.cat(draws), atol=1e-6)
+        assert torch.allclose(app, guide.appearance_encoder(x1), atol=1e-6)
+
+
+def test_ablation_settings_refuse_unknown_keys_and_mismatched_nets():
+    assert R.ablation_settings(True, steps=3, lr=None)["steps"] == 3
+    assert R.ablation_settings(True)["lr"] == R.QUICK["lr"]
+    with pytest.raises(TypeError, match="stepz"):
+        R.ablation_settings(True, stepz=3)
+    with pytest.raises(ConfigError, match="conv64 needs --resolution 64"):
+        R.ablation_settings(True, net="conv64")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_robust_sprites_script_runs_two_variants_and_writes_its_table(tmp_path):
+    out = tmp_path / "robust"
+    main = runpy.run_path(str(ROOT / "scripts" / "robust_sprites.py"))["main"]
+    main(["--quick", "--steps", "2", "--batch-size", "8", "--warmup-steps", "1", "--variants", "full,beta_vae",
+          "--triplets", "12", "--eval-pairs", "16", "--fresh-pairs", "32", "--fresh-steps", "2", "--log-every", "1",
+          "--device", "cpu", "--out", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["full", "beta_vae"]
+    for v, r in results.items():
+        assert all(math.isfinite(r[k]) for k in ("transfer_median", "recon_mse", "recon_mse_alpha_swapped", "I_T",
+                                                 "I_T_prime", "I_fresh", "gamma", "lambda"))
+        assert (out / f"transfer_{v}.png").is_file() and (out / v / "checkpoint.pt").is_file()
+    assert results["beta_vae"]["gamma"] == R.BETA  # the β-VAE variant: γ fixed at β
+    md = (out / "results.md").read_text()
+    assert "| variant | transfer MSE median [q1, q3] |" in md and "| e) full |" in md and "copy the pose image" in md
+    for png in ("transfer_box.png", "trajectories.png", "transfer_truth.png"):
+        assert (out / png).is_file()

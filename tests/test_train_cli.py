@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference.checkpoint import save_checkpoint
 from inference.cli import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,3 +164,24 @@ def test_experiment_settings_pick_quick_or_paper_and_apply_overrides(tmp_path):
         assert s == {"steps": 7, "lr": 1e-3} and quick["steps"] == 10 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_sample_script_writes_prior_and_lp_gen_samples(finished_run, tmp_path, capsys):
+    """scripts/sample.py's main at a tiny budget: both PNGs, finite log densities, LP-Gen's kept the least likely."""
+    import math
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("sample_script", ROOT / "scripts" / "sample.py")
+    sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sample)
+    run = tmp_path / "r"
+    shutil.copytree(finished_run, run)
+    assert run_main(sample.main, [str(run), "--num", "8", "--num-data", "200"]) == 0
+    assert run_main(sample.main, [str(run), "--lp-gen", "--num", "8", "--pool", "100", "--num-data", "200"]) == 0
+    assert (run / "samples.png").is_file() and (run / "lp_samples.png").is_file()
+    out = capsys.readouterr().out
+    numbers = [float(w.strip("():,")) for w in out.split() if w.strip("():,").lstrip("-").replace(".", "").isdigit()
+               and "." in w]
+    assert len(numbers) == 3 and all(math.isfinite(v) for v in numbers)
+    prior, kept, rest = numbers
+    assert kept < rest  # LP-Gen keeps the draws q(z) finds least likely

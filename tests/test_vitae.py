@@ -1,8 +1,12 @@
-"""VITAE model/guides (supplement §1 ELBO), C-VITAE's inverse-warped encoder, registration, MI table."""
+"""VITAE model/guides (supplement §1 ELBO), C-VITAE's inverse-warped encoder, the catalog's specs,
+the evaluation protocol (inference.papers.vitae) and both experiment scripts at a tiny budget."""
 
-import importlib.util
+import json
 import math
+import runpy
 from pathlib import Path
+
+import numpy as np
 
 import pyro
 import pyro.poutine as poutine
@@ -13,6 +17,8 @@ from torch.nn import functional as F
 
 from guides.vitae import CVITAEGuide, UVITAEGuide
 from inference import ConfigError, TermsELBO, build, resolve_config
+from inference import metrics as M
+from inference.papers import vitae as V
 from ppl_models.nets import MLPDecoder
 from ppl_models.spatial import AffineTransformer, base_points
 from ppl_models.vitae import VITAEModel
@@ -172,27 +178,53 @@ def test_vitae_encoder_head_is_a_variance_and_gaussian_decoder_variance_is_0_1()
     assert vae_model.likelihood.scale == 0.1
 
 
-def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "vitae_mnist.py"
-    spec = importlib.util.spec_from_file_location("vitae_mnist", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_specs_are_listed_not_registered():
+    # The paper module lists its objectives; the catalog collects them (no import-time registration).
+    from inference.catalog import MODELS
+
+    assert [spec.name for spec in V.SPECS] == ["vitae_u", "vitae_c"]
+    assert all(MODELS[spec.name] is spec for spec in V.SPECS)
 
 
-def test_histogram_mutual_information_matches_sklearn():
-    from sklearn.metrics import mutual_info_score
+class FactorGuide(nn.Module):
+    """posterior(x) = hand-made codes of the stored images: z_persp = (pos_x + noise, noise), z_app = shape."""
 
-    script = _script()
-    gen = torch.Generator().manual_seed(0)
-    factors = torch.randint(0, 4, (2000, 2), generator=gen)
-    codes = torch.stack([factors[:, 0] + 0.3 * torch.randn(2000, generator=gen),
-                         torch.randn(2000, generator=gen)], 1)
-    mi = script.mutual_information(codes, factors, bins=20)
-    edges = torch.linspace(float(codes[:, 0].min()), float(codes[:, 0].max()), 21)
-    binned = torch.bucketize(codes[:, 0], edges[1:-1])
-    assert mi[0, 0] == pytest.approx(mutual_info_score(factors[:, 0].numpy(), binned.numpy()), rel=1e-4)
-    assert mi[0, 0] > 1.0 and mi[1, 0] < 0.05 and mi[0, 1] < 0.05  # informative vs independent
+    def __init__(self, images, codes):
+        super().__init__()
+        self.images, self.codes = images.flatten(1), codes
+
+    def posterior(self, x):
+        c = self.codes[torch.cdist(x.flatten(1), self.images).argmin(1)]
+        return {"z_persp": (c[:, :2], torch.ones_like(c[:, :2])), "z_app": (c[:, 2:], torch.ones_like(c[:, 2:]))}
+
+
+def test_disentanglement_uses_inference_metrics_and_splits_the_groups():
+    # Codes with known structure: the best z_persp dimension is pos_x, z_app is shape. The numbers are
+    # inference.metrics' (disentanglement_lib's estimator), so mig_mean is what evaluate.py reports.
+    import ppl_data
+
+    sim, f = _sprites(300, seed=1)
+    f[:, 3] = torch.randint(0, 32, (300,), generator=torch.Generator().manual_seed(2))
+    x = sim.images(f)
+    data = ppl_data.TensorData((x * 255).to(torch.uint8), f, sim.factor_names, sim.factor_sizes)
+    gen = torch.Generator().manual_seed(3)
+    codes = torch.stack([f[:, 3] + 0.1 * torch.randn(300, generator=gen), torch.randn(300, generator=gen),
+                         f[:, 0].float()], 1)
+    res = V.disentanglement(FactorGuide(x, codes), data, 300, "cpu")
+    used_codes, used_factors = V.codes_and_factors(FactorGuide(x, codes), data, 300, "cpu")
+    assert set(used_codes) == {"z_persp", "z_app"} and used_factors.shape == (300, 5)
+    names = list(sim.factor_names)
+    mi = M.mutual_info_matrix(torch.cat([used_codes["z_persp"], used_codes["z_app"]], 1), used_factors)
+    h = M.discrete_entropy(used_factors)
+    assert res["nmi"]["z_app"]["shape"] == pytest.approx(1.0)  # z_app is the shape itself
+    assert res["nmi"]["z_persp"]["pos_x"] == pytest.approx(mi[:2, 3].max() / h[3]) and res["nmi"]["z_persp"]["pos_x"] > 0.5
+    assert res["nmi_matrix"]["z_persp"][1][3] == pytest.approx(mi[1, 3] / h[3], abs=1e-4)
+    gaps, _ = M.mig_terms(torch.cat([used_codes["z_persp"], used_codes["z_app"]], 1), used_factors)
+    assert [res["mig"][n] for n in names] == pytest.approx(list(gaps))
+    assert res["mig_mean"] == pytest.approx(M.mig(torch.cat(list(used_codes.values()), 1), used_factors))
+    assert res["mig_appearance"] == pytest.approx(res["mig"]["shape"])
+    persp = [res["mig"][n] for n in V.PERSPECTIVE_FACTORS]
+    assert res["mig_perspective"] == pytest.approx(float(np.mean(persp)))
 
 
 # -- the swap measurement on hand-made answers ---------------------------------------------------
@@ -210,17 +242,16 @@ def _sprites(n=40, seed=0):
 
 
 def test_centroids_and_shape_reader_against_direct_computation():
-    script = _script()
     sim, f = _sprites()
     x = sim.images(f)
     # Centroid: the mean (col, row) of the lit pixels of a binary image, by a plain loop.
     for i in range(0, len(x), 7):
         rows, cols = torch.nonzero(x[i, 0], as_tuple=True)
-        assert torch.allclose(script.centroids(x[i:i + 1])[0], torch.stack([cols, rows]).double().mean(1).float(),
+        assert torch.allclose(V.centroids(x[i:i + 1])[0], torch.stack([cols, rows]).double().mean(1).float(),
                               atol=1e-4)
     # Centring moves each centroid to the middle pixel (15.5, 15.5) of a 32 px image.
-    assert torch.allclose(script.centroids(script.centred(x)), torch.full((len(x), 2), 15.5), atol=0.3)
-    read = script.ShapeReader(sim, "cpu")
+    assert torch.allclose(V.centroids(V.centred(x)), torch.full((len(x), 2), 15.5), atol=0.3)
+    read = V.ShapeReader(sim, "cpu")
     assert (read(x) == f[:, 0]).all()  # legible sprites: the reader is exact
 
 
@@ -258,14 +289,13 @@ def test_swap_test_on_an_oracle_split(roles_swapped):
     # A model that puts pose in z_app and shape in z_persp gives x1's pose with x2's shape instead.
     import ppl_data
 
-    script = _script()
     sim, f = _sprites(200)
     x = sim.images(f)
     data = ppl_data.TensorData((x * 255).to(torch.uint8), f, sim.factor_names, sim.factor_sizes)
     guide, model = OracleGuide(x, f, roles_swapped), OracleModel(sim, roles_swapped)
-    res = script.swap_test(model, guide, data, 100, "cpu", sim=sim)
-    xs, fs = next(script.eval_batches(data, 200, 200, "cpu"))
-    c1, c2 = script.centroids(xs[:100]), script.centroids(xs[100:])
+    res = V.swap_test(model, guide, data, 100, "cpu", sim=sim)
+    xs, fs = next(V.eval_batches(data, 200, 200, "cpu"))
+    c1, c2 = V.centroids(xs[:100]), V.centroids(xs[100:])
     moved = (c1 - c2).norm(dim=1) > 0.5  # pairs whose donors sit at different places
     differ = fs[:100, 0] != fs[100:, 0]
     assert res["shape_pairs"] == int(differ.sum()) > 50
@@ -311,3 +341,59 @@ def test_canonical_window_is_zero_padded_at_the_centre():
     assert canon.shape == (3, 1, 32, 32)
     assert torch.allclose(canon[..., 10:22, 10:22], inner)
     assert canon.sum() == pytest.approx(inner.sum().item(), rel=1e-5)  # zeros everywhere else
+
+
+# -- the experiment scripts at a tiny budget ----------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script_main(name):
+    """``main`` of ``scripts/<name>.py``: the entry point itself (its logic is inference.papers.vitae)."""
+    return runpy.run_path(str(ROOT / "scripts" / f"{name}.py"))["main"]
+
+
+def test_vitae_mnist_script_trains_three_models_and_writes_its_table(tmp_path):
+    out = tmp_path / "vitae"
+    script_main("vitae_mnist")(["--quick", "--steps", "2", "--batch-size", "16", "--n-train", "64", "--n-eval", "40",
+                                "--transformer", "affine", "--device", "cpu", "--out", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["models"]) == ["vae", "u_vitae", "c_vitae"]
+    for name, r in results["models"].items():
+        assert all(math.isfinite(r[k]) for k in ("elbo", "recon", "kl", "mig_mean", "mig_perspective"))
+        assert (out / f"recon_{name}.png").is_file() and (out / name / "checkpoint.pt").is_file()
+    for name in ("u_vitae", "c_vitae"):
+        swap = results["models"][name]["swap"]
+        assert swap["pairs"] == 20 and 0 <= swap["closer_to_pose_donor"] <= 1 and 0 <= swap["data_shape_read"] <= 1
+        assert (out / f"swap_{name}.png").is_file()
+    assert results["settings"]["vitae"]["persp_dim"] == V.SHAPES_VITAE["persp_dim"]
+    table = (out / "table.md").read_text()
+    assert "| model | test ELBO | recon | KL | train s |" in table and "| c_vitae | MIG |" in table
+    assert "Swap test (20 pairs)" in table
+
+
+def test_vitae_stability_script_tabulates_each_transformer_and_learning_rate(tmp_path):
+    out = tmp_path / "stability"
+    script_main("vitae_stability")(["--quick", "--steps", "2", "--n-train", "64", "--n-eval", "32",
+                                    "--transformers", "affine_diffeo", "--lrs", "1e-3,0.01",
+                                    "--device", "cpu", "--out", str(out)])
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert list(results) == ["affine_diffeo"]
+    for rows in results.values():
+        assert [r["lr"] for r in rows] == [1e-3, 0.01] and all(math.isfinite(r["elbo"]) for r in rows)
+    table = (out / "table.md").read_text().splitlines()
+    assert table[0] == "| transformer | λ=0.001 | λ=0.01 |" and table[2].startswith("| affine_diffeo | -")
+    assert (out / "stability.png").is_file() and (out / "affine_diffeo_lr0.01" / "checkpoint.pt").is_file()
+
+
+def test_stability_run_reports_divergence_instead_of_raising(tmp_path, monkeypatch):
+    # A run whose loss turns non-finite is a data point of Fig. 1 ("diverged"), not a crash.
+    from inference.errors import NonFiniteLossError
+
+    def diverge(*args, **kwargs):
+        raise NonFiniteLossError("loss", 7, float("nan"))
+    monkeypatch.setattr(V, "fit", diverge)
+    train, test, _ = V.load_split(None, 32, 16, 8)
+    s = dict(V.STABILITY_QUICK, steps=1, warmup_steps=0)
+    row = V.stability_run("affine", 0.1, tmp_path / "run", train, test, s, "cpu", 0)
+    assert row["elbo"] is None and row["diverged_at"] == 7
+    assert "diverged (step 7)" in V.stability_table({"affine": [row]}, [0.1])

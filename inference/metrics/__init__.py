@@ -12,6 +12,7 @@ from .factor_vae import compute_factor_vae, factor_vae_score, factor_vae_votes, 
 from .information import (discrete_entropy, discrete_mutual_info, discretize, joint_counts,
                           mutual_info_matrix)
 from .mig import mig, mig_terms
+from .reconstruction import image_errors
 from .sampling import fixed_factor_groups, represent_factors, sample_codes
 from .sap import continuous_sap_matrix, discrete_sap_matrix, sap, top_two_gap
 
@@ -20,7 +21,7 @@ __all__ = ["BETA_VAE_CLASSIFIERS", "DCI_IMPORTANCE_MODELS", "beta_vae_features",
            "dci", "disentanglement_from_importance", "importance_matrix", "downstream_accuracy",
            "factor_accuracies", "compute_factor_vae", "factor_vae_score", "factor_vae_votes",
            "majority_vote_accuracy", "discrete_entropy", "discrete_mutual_info", "discretize",
-           "joint_counts", "mutual_info_matrix", "mig", "mig_terms", "fixed_factor_groups",
+           "joint_counts", "mutual_info_matrix", "mig", "mig_terms", "image_errors", "fixed_factor_groups",
            "represent_factors", "sample_codes", "continuous_sap_matrix", "discrete_sap_matrix",
            "sap", "top_two_gap"]
 from .conditioning import conditioning_measures, downstream_table, mlp_accuracy, normalised_code_mi  # noqa: E402,F401  (issue 8: MS-VAE M1–M4)

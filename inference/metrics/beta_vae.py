@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 import torch
 
 from .information import as_array
@@ -56,7 +57,7 @@ def beta_vae_score(train_features, train_labels, eval_features, eval_labels, see
     factor from the features, and the classifier's name."""
     clf = _classifier(classifier, seed)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter on separable data
+        warnings.simplefilter("ignore", ConvergenceWarning)  # chatter on separable or tiny data
         clf.fit(train_features, train_labels)
     return {"train_accuracy": float(clf.score(train_features, train_labels)),
             "eval_accuracy": float(clf.score(eval_features, eval_labels)),

@@ -17,7 +17,7 @@ M2 > M1 says Z improves the reconstruction; M1 > M3 ≫ M4 says G keeps conditio
 only Z, M3 would be near 0 and M4 high). MI of two code vectors is Appendix G eq. 6, the normalised
 MI averaged over dimensions: MI[C_R, C] = 1/n Σ_i I(c_i; c^R_i) / H(c^R_i), each dimension
 discretised into equal-width bins as for MIG. The codes themselves are computed by
-:func:`inference.msvae.conditioning_codes`.
+:func:`inference.papers.msvae.conditioning_codes`.
 
 Downstream classification (§4): an MLP predicts each ground-truth factor from C, from Z and from
 C and Z concatenated.
@@ -68,6 +68,7 @@ def conditioning_measures(codes: dict, num_bins: int = 20) -> dict[str, float]:
 def mlp_accuracy(train_codes, train_labels, test_codes, test_labels, hidden=(256, 256),
                  max_iter: int = 200, seed: int = 0) -> float:
     """Held-out accuracy of a scikit-learn MLP (standardised inputs) predicting integer labels."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -76,17 +77,20 @@ def mlp_accuracy(train_codes, train_labels, test_codes, test_labels, hidden=(256
     ytr, yte = np.asarray(train_labels).reshape(-1), np.asarray(test_labels).reshape(-1)
     clf = make_pipeline(StandardScaler(), MLPClassifier(hidden, max_iter=max_iter, random_state=seed))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence warnings at a fixed budget
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)  # a fixed budget of epochs, by design
         clf.fit(xtr, ytr)
     return float(clf.score(xte, yte))
 
 
 def downstream_table(train: dict, test: dict, train_factors, test_factors, **mlp_kw) -> dict:
-    """``{input: (K,) accuracies}`` for inputs "C", "Z", "C+Z" (codes in ``train``/``test`` under "c", "z")."""
+    """``{input: (K,) accuracies}`` for inputs "C", "Z", "C+Z" (codes in ``train``/``test`` under "c", "z");
+    codes without "z" (a one-stage model) give the "C" input only. ``mlp_kw`` go to :func:`mlp_accuracy`."""
     ftr, fte = as_2d(train_factors, "train_factors"), as_2d(test_factors, "test_factors")
     inputs = {"C": ("c",), "Z": ("z",), "C+Z": ("c", "z")}
     out = {}
     for name, keys in inputs.items():
+        if any(k not in train or k not in test for k in keys):
+            continue
         xtr = np.concatenate([as_2d(train[k], k) for k in keys], 1)
         xte = np.concatenate([as_2d(test[k], k) for k in keys], 1)
         out[name] = np.array([mlp_accuracy(xtr, ftr[:, k], xte, fte[:, k], **mlp_kw)

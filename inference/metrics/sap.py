@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from .information import as_2d
 
@@ -49,7 +50,7 @@ def discrete_sap_matrix(train_codes, train_factors, test_codes, test_factors) ->
                 out[d, k] = 1.0
                 continue
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                warnings.simplefilter("ignore", ConvergenceWarning)  # chatter on separable or tiny data
                 clf = LinearSVC(C=0.01, class_weight="balanced").fit(ztr[:, d:d + 1], vtr[:, k])
             out[d, k] = clf.score(zte[:, d:d + 1], vte[:, k])
     return out

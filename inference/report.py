@@ -1,10 +1,11 @@
-"""Evaluation of a trained run: the sections behind ``scripts/evaluate.py`` and sweeps.
+"""The evaluation report of a trained run: one method per section, one driver, one markdown page.
 
-``Evaluation(run_dir, full, device, seed, dci_importance, beta_vae_classifier)`` loads a run and
-fills ``report`` section by section (training time, pictures, reconstruction, factor metrics, IWAE
-log-likelihood, FID/KID, ArviZ export); ``markdown(report)`` renders it. Sample sizes are
-``SIZES["quick"]`` (a CPU evaluation of a dSprites run in minutes) or ``SIZES["full"]``
-(disentanglement_lib's).
+:func:`evaluate_run` is the one evaluation driver: ``scripts/evaluate.py`` runs it on every section,
+a sweep trial on the study's sections (:data:`SECTIONS`). ``Evaluation(run_dir, full, device, seed,
+dci_importance, beta_vae_classifier, sizes)`` loads a run and fills ``report`` section by section
+(training time, pictures, reconstruction, factor metrics, IWAE log-likelihood, FID/KID, ArviZ
+export); ``markdown(report)`` renders it. Sample sizes are ``SIZES["quick"]`` (a CPU evaluation of a
+dSprites run in minutes) or ``SIZES["full"]`` (disentanglement_lib's), updated by ``sizes``.
 
 Two metric choices change the reported numbers, so the report names them
 (``report["metric_options"]``, each metric's own result, and the markdown rows): the DCI importance
@@ -16,21 +17,24 @@ as in disentanglement_lib; ``"svm"`` the DIP-VAE paper's linear SVM with C = 0.0
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import ppl_data
-
 from . import metrics as M
-from .build import load_run
+from .checkpoint import atomic_write_text
 from .errors import ConfigError
-from .fid import fid_kid, reconstruction_error
+from .fid import fid_kid
 from .likelihood import log_likelihood
+from .metrics.reconstruction import reconstruction_error
 from .pictures import mi_heatmap, prior_samples, reconstructions, save_grid, traversals
-from .posterior import posterior_code, to_inferencedata
-from .svi import CONFIG, SUMMARY
+from .posterior import encode_batched, posterior_code, to_inferencedata
+from .runs import load_data, load_run, read_run_config
+from .svi import SUMMARY
+
+REPORT = "report.json"
 
 #: Sample sizes. "full" is disentanglement_lib's (Locatello et al. 2019, metric gin configs);
 #: "quick" keeps a CPU evaluation of a conv64 dSprites run within ~5 minutes, plus DCI's GBT
@@ -50,27 +54,15 @@ SIZES = {
 }
 
 
-def load_data(config: dict):
-    root = config.get("data_root")
-    return ppl_data.load(config["data"], **({"root": root} if root else {}))
-
-
-def check_run_dir(run_dir: Path) -> dict:
-    if not run_dir.is_dir():
-        raise ConfigError(f"run directory {run_dir} does not exist")
-    try:
-        return json.loads((run_dir / CONFIG).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG})") from None
-    except ValueError as err:
-        raise ConfigError(f"{run_dir / CONFIG} is not valid JSON ({err})") from None
+NEEDS_SIMULATOR = "needs a simulator that can fix one factor (GroundTruthData)"
 
 
 class Evaluation:
     """Holds the run, its data and the report as it fills up; one method per report section."""
 
     def __init__(self, run_dir: Path, full: bool, device: str, seed: int,
-                 dci_importance: str = "gbt", beta_vae_classifier: str = "logistic"):
+                 dci_importance: str = "gbt", beta_vae_classifier: str = "logistic",
+                 sizes: dict | None = None):
         if dci_importance not in M.DCI_IMPORTANCE_MODELS:
             raise ConfigError(f"unknown DCI importance model {dci_importance!r}; expected one of "
                               f"{M.DCI_IMPORTANCE_MODELS}")
@@ -78,11 +70,16 @@ class Evaluation:
             raise ConfigError(f"unknown β-VAE metric classifier {beta_vae_classifier!r}; expected one "
                               f"of {M.BETA_VAE_CLASSIFIERS}")
         self.dci_importance, self.beta_vae_classifier = dci_importance, beta_vae_classifier
+        self.progress = True  # progress bars of the interventional metrics (off in sweeps)
         self.dir, self.device, self.seed = run_dir, torch.device(device), seed
         self.run = load_run(run_dir, device=device)
         self.model, self.guide, self.config = self.run.model, self.run.guide, self.run.config
-        self.data = load_data(self.config)
-        self.sizes = SIZES["full" if full else "quick"]
+        self.data = load_data(self.config["data"], self.config.get("data_root"))
+        unknown = set(sizes or ()) - set(SIZES["quick"])
+        if unknown:
+            raise ConfigError(f"unknown sample size(s) {sorted(unknown)}; expected some of "
+                              f"{', '.join(SIZES['quick'])}")
+        self.sizes = {**SIZES["full" if full else "quick"], **(sizes or {})}
         self.is_image = len(self.data.data_shape) == 3
         self.ground_truth = hasattr(self.data, "sample_factors") and self.data.has_factors
         self.train, self.test = self.data.split(0.1, seed=0)
@@ -120,12 +117,12 @@ class Evaluation:
             return M.sample_codes(self.data, self.represent, n, self.gen(offset), device=self.device,
                                   progress="codes")
         index = torch.randperm(len(subset), generator=self.gen(offset))[:n]
-        codes, factors = [], []
-        for s in range(0, len(index), 256):
-            x, f = subset.batch(index[s:s + 256], device=self.device)
-            codes.append(self.represent(x).cpu().double().numpy())
-            factors.append(f.cpu().numpy())
-        return np.concatenate(codes), np.concatenate(factors)
+
+        def chunk(part):
+            x, f = subset.batch(part, device=self.device)
+            return self.represent(x).cpu().double().numpy(), f.cpu().numpy()
+
+        return encode_batched(chunk, index, 256)
 
     # -- sections -------------------------------------------------------------------------------
     def factor_metrics(self):
@@ -156,28 +153,37 @@ class Evaluation:
             mi_heatmap(mi, self.dir / "mi_heatmap.png", names)
             self.report["files"].append("mi_heatmap.png")
         if not self.ground_truth:
-            for name in ("factor_vae", "beta_vae"):
-                self.skip(name, "needs a simulator that can fix one factor (GroundTruthData)")
-            return
+            self.skip("factor_vae", NEEDS_SIMULATOR)
+            return self.beta_vae()
         m["factor_vae"] = {**M.compute_factor_vae(
             self.data, self.represent, self.gen(3), num_train=s["factor_vae_train"],
             num_eval=s["factor_vae_eval"], batch_size=s["group_size"],
-            num_variance_estimate=s["factor_vae_variance"], device=self.device, progress=True),
+            num_variance_estimate=s["factor_vae_variance"], device=self.device, progress=self.progress),
             "num_train": s["factor_vae_train"], "num_eval": s["factor_vae_eval"],
             "group_size": s["group_size"], "num_variance_estimate": s["factor_vae_variance"]}
-        m["beta_vae"] = {**M.compute_beta_vae(
+        self.beta_vae()
+
+    def beta_vae(self):
+        """The β-VAE metric alone (part of :meth:`factor_metrics`; much cheaper on its own)."""
+        if not self.ground_truth:
+            return self.skip("beta_vae", NEEDS_SIMULATOR)
+        s = self.sizes
+        self.report["metrics"]["beta_vae"] = {**M.compute_beta_vae(
             self.data, self.represent, self.gen(4), num_train=s["beta_vae_train"],
             num_eval=s["beta_vae_eval"], batch_size=s["group_size"], device=self.device,
-            progress=True, classifier=self.beta_vae_classifier), "num_train": s["beta_vae_train"],
-            "num_eval": s["beta_vae_eval"], "group_size": s["group_size"]}
+            progress=self.progress, classifier=self.beta_vae_classifier),
+            "num_train": s["beta_vae_train"], "num_eval": s["beta_vae_eval"], "group_size": s["group_size"]}
 
     def reconstruction(self):
         x, _ = self.items(self.test, self.sizes["recon"], 5)
-        parts = [reconstruction_error(self.model, self.guide, x[i:i + 256], self.site)
-                 for i in range(0, len(x), 256)]
-        w = [len(x[i:i + 256]) for i in range(0, len(x), 256)]
+
+        def chunk(part):  # one row per chunk: its mean errors and its size
+            err = reconstruction_error(self.model, self.guide, part, self.site)
+            return np.array([[err["l1"], err["l2"], len(part)]])
+
+        parts = encode_batched(chunk, x, 256)
         self.report["metrics"]["reconstruction"] = {
-            k: float(np.average([p[k] for p in parts], weights=w)) for k in ("l1", "l2")}
+            k: float(np.average(parts[:, i], weights=parts[:, 2])) for i, k in enumerate(("l1", "l2"))}
         self.report["metrics"]["reconstruction"]["num_points"] = len(x)
 
     def likelihood(self):
@@ -189,7 +195,7 @@ class Evaluation:
             "mean": float(ll.mean()), "std": float(ll.std()), "num_points": len(x),
             "num_samples": s["loglik_samples"], "split": "test (10%, seed 0)"}
 
-    def fid(self, enabled: bool):
+    def fid(self, enabled: bool = True):
         if not enabled:
             return self.skip("fid", "--no-fid")
         if not self.is_image:
@@ -228,6 +234,55 @@ class Evaluation:
                                        "steps": summary.get("step"), "terms": summary.get("terms")}
         else:
             self.skip("training time", f"no {SUMMARY}")
+
+
+#: The sections of a report, in the order ``scripts/evaluate.py`` runs them. ``beta_vae`` is part of
+#: ``factor_metrics``; alone (a sweep's choice) it is much cheaper.
+SECTIONS = ("training", "pictures", "reconstruction", "factor_metrics", "beta_vae", "likelihood", "fid",
+            "posterior")
+ALL_SECTIONS = tuple(s for s in SECTIONS if s != "beta_vae")
+
+
+def evaluate_run(run_dir, sections=ALL_SECTIONS, *, full: bool = False, device: str = "cpu",
+                 seed: int = 0, sizes: dict | None = None, dci_importance: str = "gbt",
+                 beta_vae_classifier: str = "logistic", fid: bool = True,
+                 progress: bool = False) -> dict:
+    """Evaluate a run directory on ``sections`` (of :data:`SECTIONS`); write report.json and report.md.
+
+    The one evaluation driver (``scripts/evaluate.py`` and every sweep trial). Each section's
+    seconds go to ``report["seconds"]``; ``fid=False`` lists FID as skipped; ``sizes`` updates the
+    quick or ``full`` sample sizes. Returns the report.
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad:
+        raise ConfigError(f"unknown evaluation section(s) {bad}; expected some of {list(SECTIONS)}")
+    read_run_config(run_dir)  # a bad run directory fails before anything is loaded
+    t_all = time.perf_counter()
+    ev = Evaluation(run_dir, full, device, seed, dci_importance=dci_importance,
+                    beta_vae_classifier=beta_vae_classifier, sizes=sizes)
+    ev.progress = progress
+    run = {"fid": lambda: ev.fid(fid)}
+    for name in tqdm(list(sections), desc="evaluate", unit="section", disable=not progress):
+        t0 = time.perf_counter()
+        with torch.no_grad() if name != "fid" else torch.enable_grad():
+            run.get(name, getattr(ev, name))()
+        ev.report["seconds"][name] = time.perf_counter() - t0
+    ev.report["seconds"]["total"] = time.perf_counter() - t_all
+    atomic_write_text(run_dir / REPORT, json.dumps(ev.report, indent=2))
+    atomic_write_text(run_dir / "report.md", markdown(ev.report))
+    return ev.report
+
+
+def headline(report: dict) -> str:
+    """MIG, FactorVAE score and DCI disentanglement of a report, those it has, on one line."""
+    m = report["metrics"]
+    return ", ".join(f"{k}={v:.3f}" for k, v in (
+        ("mig", m.get("mig", {}).get("value")),
+        ("factor_vae", m.get("factor_vae", {}).get("eval_accuracy")),
+        ("dci_d", m.get("dci", {}).get("disentanglement"))) if v is not None)
 
 
 #: How the markdown report names each metric option.

@@ -1,0 +1,115 @@
+"""One trial: train with :func:`inference.runs.train_run`, evaluate with :func:`inference.report.evaluate_run`.
+
+:func:`run_trial` is Ray Tune's function trainable, and a plain function: called directly with a
+``report`` callable it runs the same trial in this process. Every log step of training is reported
+(``{"step", "loss", "recon", "kl", ...}``, the ``metrics.jsonl`` row), then one final result with
+the trial's ``status`` and its metrics (the columns of :data:`inference.sweep.tables.METRIC_FIELDS`).
+A trial records itself in ``trial.json`` in its run directory; a failed trial is recorded (status
+``error``, the error's first line, the traceback in ``error.txt``) and does not stop the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+from ..checkpoint import atomic_write_text
+from ..report import REPORT, evaluate_run
+from ..runs import train_run
+from ..svi import CHECKPOINT, CONFIG, SUMMARY
+from .tables import error_line, metric_values
+
+TRIAL = "trial.json"
+
+
+def is_finished(run_dir, evaluate: dict, scheduler: str = "fifo") -> bool:
+    """Trained and evaluated with these evaluation settings (or, under ASHA, stopped by it)."""
+    run = Path(run_dir)
+    try:
+        record = json.loads((run / TRIAL).read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("status") == "stopped":
+        return scheduler == "asha" and record.get("scheduler") == "asha"
+    return (record.get("status") == "ok" and record.get("evaluate") == evaluate
+            and (run / SUMMARY).is_file() and (run / REPORT).is_file())
+
+
+def _summary(run: Path) -> dict:
+    try:
+        return json.loads((run / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def train(flags: dict, run_dir, on_log=None) -> str:
+    """Train the trial's run: fresh, resumed from its checkpoint, or already done (the label says which)."""
+    run = Path(run_dir)
+    if int(_summary(run).get("step", -1)) >= int(flags["steps"]):
+        return "trained before"
+    if (run / CONFIG).is_file() and (run / CHECKPOINT).is_file():
+        train_run(flags, run, resume=True, progress=False, on_log=on_log)
+        return "resumed"
+    if run.exists():
+        shutil.rmtree(run)  # a trial that died before its first checkpoint: start it again
+    train_run(flags, run, progress=False, on_log=on_log)
+    return "trained"
+
+
+def run_trial(config: dict, report=None) -> None:
+    """Train and evaluate one trial; ``config`` holds ``trial`` (name, flags, run_dir), ``evaluate``
+    (:func:`~inference.report.evaluate_run`'s options) and optionally ``threads``, ``scheduler`` and
+    ``metric`` (the scheduler's, always present in the final result). ``report``: where results go
+    (default ``ray.tune.report``)."""
+    if report is None:
+        from ray import tune
+        report = tune.report
+    trial, evaluate = config["trial"], config["evaluate"]
+    run = Path(trial["run_dir"])
+    if "threads" in config:
+        import torch
+        torch.set_num_threads(max(1, int(config["threads"])))
+    t0 = time.perf_counter()
+    record = {"name": trial["name"], "flags": trial["flags"], "run_dir": str(run), "evaluate": evaluate,
+              "scheduler": config.get("scheduler", "fifo"), "status": "ok", "error": "",
+              "host": os.uname().nodename}
+    last = {}
+
+    def on_log(step, terms):
+        last.update(step=step, **terms)
+        report(dict(last))
+
+    try:
+        record["training"] = train(trial["flags"], run, on_log)
+        t1 = time.perf_counter()
+        metrics = metric_values(evaluate_run(run, evaluate["sections"], full=evaluate["full"],
+                                             device=evaluate["device"], seed=evaluate["seed"],
+                                             sizes=evaluate["sizes"],
+                                             dci_importance=evaluate.get("dci_importance", "gbt"),
+                                             beta_vae_classifier=evaluate.get("beta_vae_classifier",
+                                                                              "logistic")))
+        record["eval_s"] = time.perf_counter() - t1
+        (run / "error.txt").unlink(missing_ok=True)
+    except Exception as err:  # noqa: BLE001  a failed trial must not stop the sweep
+        metrics = {}
+        record.update(status="error", error=error_line(err))
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "error.txt", traceback.format_exc())
+    record["wall_s"] = time.perf_counter() - t0
+    if record.get("training") in ("trained before", "resumed"):  # count the earlier attempts' time
+        try:
+            record["wall_s"] += float(json.loads((run / TRIAL).read_text()).get("wall_s") or 0.0)
+        except (OSError, ValueError):
+            pass
+    atomic_write_text(run / TRIAL, json.dumps(record, indent=2, default=str))
+    summary = _summary(run)
+    final = {"step": summary.get("step", last.get("step", 0)), **summary.get("terms", {}), **last,
+             **metrics, "status": record["status"], "wall_s": record["wall_s"]}
+    if config.get("metric"):
+        final.setdefault(config["metric"], math.nan)
+    report(final)
