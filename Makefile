@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo test test-slow install clean gpu-check bench-install
 
 install: $(STAMP)
 
@@ -28,6 +28,29 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The peers of benchmarks/peer_speed.py (pythae, disent): the optional `bench` extra, torch as pinned.
+bench-install: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+
+# GPU readiness, 8 minutes at most: the `cuda` tests (every family trains, resumes exactly and makes
+# its adaptive updates without a host sync), then the benchmarks on the GPU, into one markdown table
+# ($(GPU_REPORT)). Without a CUDA device the tests are skipped, the benchmarks not run: exit 0.
+GPU_REPORT := runs/gpu-check.md
+gpu-check: $(STAMP)
+	timeout 240 $(PY) -m pytest -q -m cuda -rs
+	@if ! $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+		echo "gpu-check: no CUDA device on this machine: cuda tests skipped, GPU benchmarks not run"; \
+	else \
+		mkdir -p runs; \
+		$(PY) -c "import torch; print('# GPU check:', torch.cuda.get_device_name(0), '- torch', torch.__version__)" > $(GPU_REPORT); \
+		for b in 64 256; do timeout 60 $(PY) benchmarks/train_speed.py --device cuda --batch-size $$b \
+			--steps 30 --markdown $(GPU_REPORT); done; \
+		timeout 90 $(PY) benchmarks/train_speed.py --model betatc --device cuda --steps 30 --markdown $(GPU_REPORT); \
+		timeout 120 $(PY) benchmarks/peer_speed.py --device cuda --markdown $(GPU_REPORT); \
+		timeout 30 $(PY) benchmarks/render_speed.py --device cuda --markdown $(GPU_REPORT); \
+		cat $(GPU_REPORT); \
+	fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

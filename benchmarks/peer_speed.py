@@ -1,7 +1,8 @@
 """Training step speed against the peers on one model: conv64 β-TCVAE (MWS, β = 6), batch 64, 64×64 binary images.
 
     .venv/bin/python benchmarks/peer_speed.py [--device cpu|cuda] [--steps 20] [--rounds 5]
-        [--batch-size 64] [--markdown FILE]
+        [--ours both|fast|eager]
+        [--markdown FILE]
 
 The peers come with the optional ``bench`` extra (``pip install -c constraints.txt -e ".[bench]"``);
 a peer that is not installed is skipped with a line saying so. Every variant starts from the same
@@ -19,7 +20,10 @@ binary 64×64 batches (same dataset, same index generator seed per round) and st
   ``inference.fit`` on ``build(...)`` of that config (its fast path, the default), one ``fit`` call
   of ``--steps`` steps per round, so each round also pays ``fit``'s set-up and its checked first
   step. No run directory is written (``train.py`` also writes a metrics line every 10 steps).
-* ``ours, eager``: the same with ``fit(..., fast=False)``: the step before the fast path.
+* ``ours, eager``: the same with ``fit(..., fast=False)``: the step before the fast path. With
+  ``--ours both`` (the default) it runs in a process where the fast path has set the allocator
+  (:func:`inference.svi.keep_freed_memory`, process-wide, like every peer here);
+  ``--ours eager`` runs it alone with the peers, as the code ran before the fast path.
 
 The peers are timed on their loss and update only (no Lightning trainer, no pythae trainer), the
 most favourable way to run them. Rounds are interleaved, with the order rotated each round, so
@@ -280,7 +284,8 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=20, help="steps per variant per round")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--no-eager", action="store_true", help="skip the 'ours, eager' reference row")
+    p.add_argument("--ours", choices=("both", "fast", "eager"), default="both",
+                   help="which of our steps to time: fit's fast path, fit(fast=False), or both")
     p.add_argument("--markdown", help="also append the table to this markdown file")
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -289,10 +294,10 @@ def main(argv=None):
     images = (torch.rand(DATASET_SIZE, 1, 64, 64, generator=torch.Generator().manual_seed(0)) < 0.5)
     data = TensorData(images.to(torch.uint8) * 255, name="random binary 64x64")
     torch.manual_seed(0)
-    ours = Ours(data)
+    ours = Ours(data, fast=args.ours != "eager")
     init = (copy.deepcopy(ours.guide.encoder), copy.deepcopy(ours.model.decoder))
     variants = [ours]
-    if not args.no_eager:
+    if args.ours == "both":
         eager = Ours(data, fast=False)
         eager.model.load_state_dict(ours.model.state_dict())
         eager.guide.load_state_dict(ours.guide.state_dict())
@@ -357,8 +362,13 @@ def main(argv=None):
     fastest = min(median[v.name] for v in peers)
     last = f"fastest_peer_over_ours={fastest / ours_t:.3f}"
     if args.markdown:
-        with open(args.markdown, "a") as fh:
-            fh.write("\n### Peer speed\n\n" + "\n".join(lines) + f"\n\n`{last}`\n")
+        from markdown_table import append_rows  # benchmarks/ is on sys.path when run as a script
+        append_rows(args.markdown, [
+            ("peer_speed, conv64 β-TCVAE", v.name, BATCH, BATCH / median[v.name], median[v.name],
+             f"{median[v.name] / ours_t:.2f}× ours' time; peak RSS {rss[v.name]:.0f} MiB"
+             + (f", GPU {gpu[v.name]:.0f} MiB" if device.type == "cuda" else "")
+             + (f"; {last}" if v is ours else ""))
+            for v in variants])
     print(last)
     return 0
 

@@ -1,6 +1,6 @@
 """Procedural dSprites rendering speed, batches of 10,000 (target: >= 50,000 images/s on a 2-core CPU).
 
-    .venv/bin/python benchmarks/render_speed.py [--device cpu|cuda] [--repeats 5]
+    .venv/bin/python benchmarks/render_speed.py [--device cpu|cuda] [--repeats 5] [--markdown FILE]
 
 Last line: ``images_per_second=<float32 images/s>``.
 """
@@ -21,6 +21,7 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--markdown", help="also append the rows to this markdown file")
     args = p.parse_args()
     data = DSprites()
     factors = data.sample_factors(args.batch, generator=torch.Generator().manual_seed(0)).to(args.device)
@@ -41,6 +42,11 @@ def main():
     print("| dtype | images/s |\n|---|---|")
     for dtype, rate in rates.items():
         print(f"| {str(dtype).replace('torch.', '')} | {rate:,.0f} |")
+    if args.markdown:
+        from markdown_table import append_rows  # benchmarks/ is on sys.path when run as a script
+        append_rows(args.markdown, [("render_speed, dSprites 64x64", str(dtype).replace("torch.", ""),
+                                      args.batch, rate, None, "procedural rendering")
+                                     for dtype, rate in rates.items()])
     print(f"images_per_second={rates[torch.float32]:.0f}")
 
 

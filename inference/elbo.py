@@ -268,6 +268,9 @@ class TermsELBO(TraceMeanField_ELBO):
     def _collect_terms(self):
         # Sequential particles give one dict each; a vectorised trace sums over all particles.
         parts = self._particle_terms
+        if len(parts) == 1 and self.num_particles == 1:  # the usual case: no arithmetic to do
+            self.terms = dict(parts[0])
+            return
         self.terms = {k: sum(p[k] for p in parts) / self.num_particles for k in parts[0]} if parts else {}
 
     # -- state for checkpoints: ELBOs with networks or running estimates override these ----

@@ -194,16 +194,54 @@ def make_optimizer(params, lr: float, fast: bool = True) -> torch.optim.Adam:
 def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
     """Give every per-parameter optimiser state tensor its parameter's strides.
 
-    A checkpoint written by an eager run holds Adam's moments in the default layout; the fused
-    kernel walks parameter, gradient and moments as flat memory, so a moment whose strides differ
-    from its (channels-last) parameter's would be updated at the wrong elements without any error.
-    Copying into ``empty_like(param)`` keeps every value and fixes the layout.
+    A checkpoint holds Adam's moments in the layout of the run that wrote it. The fused kernel walks
+    parameter, gradient and moments as flat memory, so a moment whose strides differ from its
+    parameter's (an eager run's moments for a channels-last weight, or the reverse) would be updated
+    at the wrong elements without any error. Copying into ``empty_like(param)`` keeps every value
+    and takes the parameter's layout.
     """
     for param, state in optimizer.state.items():
         for key, value in state.items():
             if (torch.is_tensor(value) and value.shape == param.shape
                     and value.stride() != param.stride()):
                 state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """``optimizer.load_state_dict(saved)`` keeping this run's kernel choice (fused or not).
+
+    ``load_state_dict`` also restores the saved param groups' ``fused``/``foreach`` flags, which
+    say how the writing run computed its update, not what it learnt: a fast run resuming an eager
+    checkpoint would otherwise fall back to the for-loop kernel, and the reverse would run the
+    fused one on parameters in the default layout. The values (moments, step counts) are restored
+    exactly; the fused kernel's step counts live on the parameter's device as float32.
+    """
+    flags = [{k: group[k] for k in ("fused", "foreach") if k in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, kept in zip(optimizer.param_groups, flags):
+        group.update(kept)
+        on_device = group.get("fused") or group.get("capturable")
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if torch.is_tensor(state.get("step")):  # where torch.optim.Adam keeps it for this kernel
+                state["step"] = (state["step"].to(dtype=torch.float32, device=param.device) if on_device
+                                 else state["step"].to("cpu"))
+    match_state_layout(optimizer)
+
+
+def svi_step(loss, model, guide, optimizer: torch.optim.Optimizer, args=(), kwargs=None):
+    """One training step as ``fit`` makes it after a session's first: what ``pyro.infer.SVI.step`` does.
+
+    Clears the gradients, calls ``loss.loss_and_grads(model, guide, *args)`` (the gradients and a
+    stateful ELBO's per-step update) with Pyro's validation off, and steps the optimiser. Returns
+    the loss as a tensor on the device, without a host synchronisation. ``model`` and ``guide``
+    are the programs as run (``fit`` passes them under :func:`~inference.handlers.local_params`).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with pyro.validation_enabled(False):
+        value = loss.loss_and_grads(model, guide, *args, **(kwargs or {}))
+    optimizer.step()
+    return value
 
 
 def _takes_index(fn) -> bool:
@@ -317,8 +355,7 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
     start, train_seconds = 0, 0.0
     if state is not None:
         try:
-            optimizer.load_state_dict(state["optimizer"])
-            match_state_layout(optimizer)
+            load_optimizer_state(optimizer, state["optimizer"])
             loss.load_state_dict(state.get("loss_state", {}))
             _set_rng_state(state["rng"], generator, device)
         except (ValueError, KeyError, RuntimeError, TypeError) as err:
@@ -375,18 +412,17 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
             weight = warmup_weight(step, warmup_steps, warmup_start)
             m, g = (local_model, local_guide) if weight == 1.0 else (
                 scale_latent(local_model, weight), scale_latent(local_guide, weight))
-            optimizer.zero_grad(set_to_none=True)
             # SVI.step's call: gradients and the ELBO's per-step update. Pyro's argument checks, and
             # the check that every parameter is registered with Pyro, run on a process's first step
             # only: they catch a mis-built pair at once and cost nothing afterwards.
             if step == start:
+                optimizer.zero_grad(set_to_none=True)
                 with pyro.validation_enabled(True), poutine.trace(param_only=True) as capture:
                     value = loss.loss_and_grads(m, g, *args)
                 check_registered(pair, capture.trace)
+                optimizer.step()
             else:
-                with pyro.validation_enabled(False):
-                    value = loss.loss_and_grads(m, g, *args)
-            optimizer.step()
+                value = svi_step(loss, m, g, optimizer, args)
 
             terms = loss.terms or {"loss": value}
             if names is None:

@@ -1,6 +1,7 @@
 """Evaluate a trained run: disentanglement metrics, log-likelihood, FID/KID, pictures, ArviZ export.
 
     python scripts/evaluate.py RUN_DIR [--full] [--device cpu|cuda] [--seed 0] [--no-fid]
+        [--dci-importance gbt|forest] [--beta-vae-classifier logistic|svm]
 
 Writes into RUN_DIR: report.json, report.md, reconstructions.png, traversals.png,
 prior_samples.png, mi_heatmap.png and posterior.nc. Default sample sizes keep an evaluation of a
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from inference.cli import OneLineParser, random_seed, run_main, torch_device
+from inference.metrics import BETA_VAE_CLASSIFIERS, DCI_IMPORTANCE_MODELS
 from inference.report import evaluate_run, headline
 
 
@@ -26,6 +28,10 @@ def make_parser() -> OneLineParser:
     p.add_argument("--device", type=torch_device, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--no-fid", action="store_true", help="skip FID/KID (trains a feature net once)")
+    p.add_argument("--dci-importance", choices=DCI_IMPORTANCE_MODELS, default="gbt",
+                   help="DCI's importance model: gbt (disentanglement_lib's) or forest (faster)")
+    p.add_argument("--beta-vae-classifier", choices=BETA_VAE_CLASSIFIERS, default="logistic",
+                   help="β-VAE metric's classifier: logistic (disentanglement_lib's) or svm (DIP-VAE §3)")
     return p
 
 
@@ -33,7 +39,8 @@ def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     run_dir = Path(args.run_dir)
     report = evaluate_run(run_dir, full=args.full, device=args.device, seed=args.seed,
-                          fid=not args.no_fid, progress=True)
+                          fid=not args.no_fid, dci_importance=args.dci_importance,
+                          beta_vae_classifier=args.beta_vae_classifier, progress=True)
     line = headline(report)
     print(f"evaluated {run_dir} in {report['seconds']['total']:.0f}s" + (f": {line}" if line else "")
           + f" -> {run_dir / 'report.md'}")

@@ -130,9 +130,10 @@ def test_model_with_two_latent_sites_trains_and_evaluates(evaluate, tmp_path):
     out = tmp_path / "run-vitae"
     train_run({"model": "vitae_u", "data": "dsprites", "steps": 2, "net": "mlp", "batch_size": 8}, out)
     assert (out / "reconstructions.png").is_file() and (out / "samples.png").is_file()
-    evaluate.main([str(out), "--no-fid"])
+    evaluate.main([str(out), "--no-fid", "--dci-importance", "forest"])  # GBT is the other test's
     report = json.loads((out / "report.json").read_text())
     assert report["latent_site"] == "z_persp+z_app"
+    assert report["metrics"]["dci"]["importance_model"] == "forest"
     r = load_run(out)
     x, _ = r.guide.posterior(torch.zeros(1, 1, 64, 64)), None
     dims = sum(loc.shape[-1] for loc, _ in x.values())

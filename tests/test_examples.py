@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (script, arguments, strings its output must contain) — add a row per example.
 EXAMPLES = [
-    ("examples/custom_pair.py", ["--steps", "40"],
+    ("examples/custom_pair.py", ["--steps", "15"],
      ("betatc", "dim_kl=", "tc=", "mmd=", "dip=", "capacity=", "discriminator=")),
 ]
 

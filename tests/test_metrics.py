@@ -102,13 +102,13 @@ def test_mig_and_sap_separate_disentangled_from_rotated():
 
 
 def test_dci_separates_disentangled_from_rotated():
-    # sizes kept small: the default GBT fits 39 trees per stage here (factor sizes 3, 6, 10, 20)
-    codes, factors = codes_and_factors("disentangled", n=800)
-    test = codes_and_factors("disentangled", n=400, seed=2)
-    good = M.dci(codes, factors, *test)
-    rot, rot_factors = codes_and_factors("rotated", n=800)
-    rot_test = codes_and_factors("rotated", n=400, seed=2)
-    bad = M.dci(rot, rot_factors, *rot_test)
+    # sizes kept small: the default GBT fits 19 trees per stage on the factors of sizes 3, 6, 10
+    codes, factors = codes_and_factors("disentangled", n=400)
+    test_codes, test_factors = codes_and_factors("disentangled", n=200, seed=2)
+    good = M.dci(codes, factors[:, :3], test_codes, test_factors[:, :3])
+    rot, rot_factors = codes_and_factors("rotated", n=400)
+    rot_codes, rot_test_factors = codes_and_factors("rotated", n=200, seed=2)
+    bad = M.dci(rot, rot_factors[:, :3], rot_codes, rot_test_factors[:, :3])
     assert good["disentanglement"] > 0.95 and good["completeness"] > 0.95
     assert good["informativeness_test"] > 0.99
     assert bad["disentanglement"] < good["disentanglement"] - 0.3
@@ -129,8 +129,8 @@ def test_dci_from_importance_closed_forms():
 def rotated_three_factors():
     """Rotated codes (6 dims, 2 near-constant) of the factors of sizes 3, 6, 10: small enough for
     GBT (19 trees per stage) to fit in a second or two."""
-    codes, factors = codes_and_factors("rotated", n=600)
-    test_codes, test_factors = codes_and_factors("rotated", n=300, seed=2)
+    codes, factors = codes_and_factors("rotated", n=400)
+    test_codes, test_factors = codes_and_factors("rotated", n=200, seed=2)
     return codes, factors[:, :3], test_codes, test_factors[:, :3]
 
 
