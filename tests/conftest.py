@@ -20,3 +20,12 @@ def _seed_and_isolate(monkeypatch, tmp_path):
     pyro.clear_param_store()
     monkeypatch.setenv("PYRO_DISENTANGLE_CACHE", str(tmp_path / "cache"))
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny nets: one thread is faster than two fighting over a shared machine (use per module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

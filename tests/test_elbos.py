@@ -19,13 +19,7 @@ from inference.penalties import (capacity_schedule, covariance, dip_covariance_p
                                  total_correlation)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets: one thread is faster than two fighting over a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets (tests/conftest.py)
 
 
 class OwnPair(nn.Module):

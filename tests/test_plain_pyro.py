@@ -33,12 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ADAM = {"lr": 1e-3, "betas": (0.9, 0.999)}  # inference.svi.ADAM_BETAS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
