@@ -194,9 +194,37 @@ def experiment_parser(description: str, default_out: str) -> OneLineParser:
     p.add_argument("--out", default=default_out, help=f"output folder (default {default_out}); "
                    "an existing non-empty one is refused unless --force")
     p.add_argument("--force", action="store_true", help="write into --out even if it holds earlier results")
-    p.add_argument("--device", type=torch_device, default="cpu")
-    p.add_argument("--seed", type=random_seed, default=0)
+    return add_seed_and_device(p, "cpu")
+
+
+def data_experiment_parser(prog: str, description: str, default_out: str, quick_help: str) -> OneLineParser:
+    """Flags of an experiment on MNIST or, by default, the procedural shapes: ``--quick``,
+    ``--data-root``, ``--out``, ``--steps``."""
+    p = OneLineParser(prog=prog, description=description)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--data-root", type=existing_dir, help="MNIST folder (IDX files); default: procedural dSprites")
+    p.add_argument("--out", default=default_out)
+    p.add_argument("--steps", type=positive_int)
     return p
+
+
+def add_seed_and_device(p: OneLineParser, device: str | None = None) -> OneLineParser:
+    """``--seed`` (default 0) and ``--device`` (default ``device``; None: cuda when available)."""
+    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--device", type=torch_device, default=device,
+                   help=f"cpu, cuda or cuda:N (default: {device or 'cuda when available'})")
+    return p
+
+
+def add_overrides(p: OneLineParser, overrides: dict) -> None:
+    """A ``--name`` flag (a positive integer) for each setting ``name: what`` that a run may override."""
+    for name, what in overrides.items():
+        p.add_argument("--" + name.replace("_", "-"), type=positive_int, help=f"override {what}")
+
+
+def overrides_of(args, overrides: dict) -> dict:
+    """The values of the :func:`add_overrides` flags, by setting name (``None`` where not given)."""
+    return {name: getattr(args, name) for name in overrides}
 
 
 def experiment_settings(args, quick: dict, paper: dict, overrides: dict | None = None):

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from inference.cli import (OneLineParser, comma_list, default_device, positive_int, random_seed, run_main,
-                           torch_device)
+from inference.cli import (OneLineParser, add_seed_and_device, comma_list, default_device, positive_int, run_main)
 from inference.papers.dpvae import COMPARE_MODELS, run_dpvae_comparison
 
 
@@ -31,9 +30,7 @@ def make_parser() -> OneLineParser:
     p.add_argument("--models", type=comma_list(COMPARE_MODELS), default=",".join(COMPARE_MODELS),
                    help=f"comma list from {','.join(COMPARE_MODELS)}")
     p.add_argument("--steps", type=positive_int, help="override the steps of the setting")
-    p.add_argument("--seed", type=random_seed, default=0)
-    p.add_argument("--device", type=torch_device, default=default_device())
-    return p
+    return add_seed_and_device(p, default_device())
 
 
 def main(argv=None):

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from inference.cli import (OneLineParser, default_device, positive_float, positive_int, random_seed, run_main,
-                           torch_device)
+from inference.cli import (OneLineParser, add_seed_and_device, default_device, positive_float, positive_int, run_main)
 from inference.papers.dpvae import run_two_moons
 
 
@@ -25,10 +24,8 @@ def make_parser() -> OneLineParser:
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true", help="CPU setting (minutes), else the paper's")
     p.add_argument("--steps", type=positive_int)
-    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--obs-scale", type=positive_float, default=0.03, help="std of the Gaussian likelihood")
-    p.add_argument("--device", type=torch_device, default=default_device())
-    return p
+    return add_seed_and_device(p, default_device())
 
 
 def main(argv=None):

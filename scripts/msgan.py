@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import sys
 
-from inference.cli import experiment_parser, experiment_settings, positive_int, run_main
+from inference.cli import add_overrides, experiment_parser, experiment_settings, overrides_of, run_main
 from inference.papers.msgan import PAPER, QUICK, run_experiment
+
+
+#: settings a run may override, with what each is
+OVERRIDES = {"gan_steps": "MS-GAN's steps", "steps1": "stage-one steps", "steps2": "MS-VAE's stage-two steps",
+             "n_eval": "the number of evaluation items"}
 
 
 def parse(argv):
     p = experiment_parser(__doc__.splitlines()[0], "runs/msgan")
-    p.add_argument("--gan-steps", type=positive_int, help="override MS-GAN's steps")
-    p.add_argument("--steps1", type=positive_int, help="override stage-one steps")
-    p.add_argument("--steps2", type=positive_int, help="override MS-VAE's stage-two steps")
-    p.add_argument("--n-eval", type=positive_int, help="override the number of evaluation items")
+    add_overrides(p, OVERRIDES)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse(argv)
-    overrides = {"gan_steps": args.gan_steps, "steps1": args.steps1, "steps2": args.steps2, "n_eval": args.n_eval}
-    settings, out = experiment_settings(args, QUICK, PAPER, overrides)
+    settings, out = experiment_settings(args, QUICK, PAPER, overrides_of(args, OVERRIDES))
     run_experiment(settings, out, seed=args.seed, device=args.device, command=" ".join(sys.argv))
 
 

@@ -12,27 +12,26 @@ from __future__ import annotations
 
 import sys
 
-from inference.cli import comma_list, experiment_parser, experiment_settings, positive_int, run_main
+from inference.cli import add_overrides, comma_list, experiment_parser, experiment_settings, overrides_of, run_main
 from inference.papers.msvae import EXPERIMENT_MODELS, PAPER, QUICK, run_experiment
+
+
+#: settings a run may override, with what each is
+OVERRIDES = {"steps1": "stage-one steps", "steps2": "stage-two steps", "n_eval": "the number of evaluation items",
+             "n_probe": "the downstream MLPs' training items", "mlp_iter": "the downstream MLPs' training epochs"}
 
 
 def parse(argv):
     p = experiment_parser(__doc__.splitlines()[0], "runs/msvae")
     p.add_argument("--models", type=comma_list(EXPERIMENT_MODELS), default=",".join(EXPERIMENT_MODELS),
                    help="comma-separated subset of " + ",".join(EXPERIMENT_MODELS))
-    p.add_argument("--steps1", type=positive_int, help="override stage-one steps")
-    p.add_argument("--steps2", type=positive_int, help="override stage-two steps")
-    p.add_argument("--n-eval", type=positive_int, help="override the number of evaluation items")
-    p.add_argument("--n-probe", type=positive_int, help="override the downstream MLPs' training items")
-    p.add_argument("--mlp-iter", type=positive_int, help="override the downstream MLPs' training epochs")
+    add_overrides(p, OVERRIDES)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse(argv)
-    overrides = {"steps1": args.steps1, "steps2": args.steps2, "n_eval": args.n_eval, "n_probe": args.n_probe,
-                 "mlp_iter": args.mlp_iter}
-    settings, out = experiment_settings(args, QUICK, PAPER, overrides)
+    settings, out = experiment_settings(args, QUICK, PAPER, overrides_of(args, OVERRIDES))
     run_experiment(settings, out, models=args.models, seed=args.seed, device=args.device,
                    command=" ".join(sys.argv))
 

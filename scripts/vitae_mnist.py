@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import sys
 
-from inference.cli import (OneLineParser, existing_dir, fraction_or_one, positive_float, positive_int,
-                           random_seed, run_main, torch_device)
+from inference.cli import (add_seed_and_device, data_experiment_parser, fraction_or_one, positive_float,
+                           positive_int, run_main)
 from inference.papers.vitae import MNIST_VITAE, SHAPES_VITAE, run_vitae_experiment
 from ppl_models.spatial import TRANSFORMERS
 
 
 def make_parser():
-    p = OneLineParser(prog="vitae_mnist.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="short CPU run on dSprites (~10 min)")
-    p.add_argument("--data-root", type=existing_dir, help="MNIST folder (IDX files); default: procedural dSprites")
-    p.add_argument("--out", default="runs/vitae_mnist")
-    p.add_argument("--steps", type=positive_int)
+    p = data_experiment_parser("vitae_mnist.py", __doc__.split("\n\n")[0], "runs/vitae_mnist", "short CPU run on dSprites (~10 min)")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)
     p.add_argument("--persp-dim", type=positive_int,
@@ -44,9 +40,7 @@ def make_parser():
     p.add_argument("--transformer", default="affine_diffeo", choices=tuple(TRANSFORMERS))
     p.add_argument("--n-train", type=positive_int, help="dSprites training items rendered (quick: 40000)")
     p.add_argument("--n-eval", type=positive_int, help="test items evaluated (quick: 3000)")
-    p.add_argument("--seed", type=random_seed, default=0)
-    p.add_argument("--device", type=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)")
-    return p
+    return add_seed_and_device(p)
 
 
 def main(argv=None):

@@ -20,27 +20,21 @@ from __future__ import annotations
 
 import sys
 
-from inference.cli import (OneLineParser, comma_list, existing_dir, number_list, positive_float, positive_int,
-                           random_seed, run_main, torch_device)
+from inference.cli import (add_seed_and_device, comma_list, data_experiment_parser, number_list,
+                           positive_float, positive_int, run_main)
 from inference.papers.vitae import LEARNING_RATES, PAPER_TRANSFORMERS, run_stability_study
 from ppl_models.spatial import TRANSFORMERS
 
 
 def make_parser():
-    p = OneLineParser(prog="vitae_stability.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="short CPU run on dSprites")
-    p.add_argument("--data-root", type=existing_dir, help="MNIST folder (IDX files); default: procedural dSprites")
-    p.add_argument("--out", default="runs/vitae_stability")
-    p.add_argument("--steps", type=positive_int)
+    p = data_experiment_parser("vitae_stability.py", __doc__.split("\n\n")[0], "runs/vitae_stability", "short CPU run on dSprites")
     p.add_argument("--transformers", type=comma_list(TRANSFORMERS), default=",".join(PAPER_TRANSFORMERS),
                    help=f"comma-separated subset of {', '.join(TRANSFORMERS)}")
     p.add_argument("--lrs", type=number_list(positive_float), default=",".join(str(x) for x in LEARNING_RATES),
                    help="comma-separated learning rates")
     p.add_argument("--n-train", type=positive_int, help="dSprites training items rendered (quick: 20000)")
     p.add_argument("--n-eval", type=positive_int, help="test items evaluated (quick: 2000)")
-    p.add_argument("--seed", type=random_seed, default=0)
-    p.add_argument("--device", type=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)")
-    return p
+    return add_seed_and_device(p)
 
 
 def main(argv=None):

@@ -340,8 +340,10 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(name, argv, expected, 
 
 
 @pytest.mark.parametrize("name, argv, expected", [
-    ("robust_sprites", ["--out", "{file}"], "{file}"),
-    ("msvae_pendulum", ["--device", "tpu", "--out", "{new}"], "'tpu'"),
+    # real processes (slow): the in-process table above covers the same inputs, and
+    # tests/test_train_cli.py keeps one real process in the fast suite
+    pytest.param("robust_sprites", ["--out", "{file}"], "{file}", marks=pytest.mark.slow),
+    pytest.param("msvae_pendulum", ["--device", "tpu", "--out", "{new}"], "'tpu'", marks=pytest.mark.slow),
 ])
 def test_real_script_prints_one_clean_line(name, argv, expected, places):
     """As a user runs it: no warning or traceback on stderr, exit 2, the file given as --out intact."""

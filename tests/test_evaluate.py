@@ -59,7 +59,9 @@ def dsprites_report(evaluate_script, tmp_path_factory):
     run = _train(tmp_path_factory.mktemp("dsprites"), "dsprites")
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(report_module.SIZES, "quick", dict(TINY))
-        evaluate_script.main([str(run), "--no-fid"])
+        # the forest keeps this end-to-end test quick (GBT fits 11,300 trees on dSprites' factors);
+        # the default, GBT, is checked end to end on digits below
+        evaluate_script.main([str(run), "--no-fid", "--dci-importance", "forest"])
     return run, json.loads((run / "report.json").read_text())
 
 
@@ -75,8 +77,8 @@ def test_dsprites_run_report_and_files(dsprites_report):
     assert m["factor_vae"]["num_train"] == 20 and 0 <= m["factor_vae"]["eval_accuracy"] <= 1
     assert {"disentanglement", "completeness", "informativeness_test"} <= set(m["dci"])
     # the report names the metric options that change the numbers (issue 14)
-    assert report["metric_options"] == {"dci_importance": "gbt", "beta_vae_classifier": "logistic"}
-    assert m["dci"]["importance_model"] == "gbt" and m["beta_vae"]["classifier"] == "logistic"
+    assert report["metric_options"] == {"dci_importance": "forest", "beta_vae_classifier": "logistic"}
+    assert m["dci"]["importance_model"] == "forest" and m["beta_vae"]["classifier"] == "logistic"
     assert report["skipped"] == ["fid: --no-fid"]
     assert report["training"]["steps"] == 3 and report["training"]["train_seconds"] > 0
     # the exported posterior is the guide's: draw means sit near q's means for the same items
@@ -89,7 +91,7 @@ def test_dsprites_run_report_and_files(dsprites_report):
     assert np.all(np.abs(z.mean(0) - loc.detach().numpy()) < 5 * scale.detach().numpy() / np.sqrt(7))
     md = (run / "report.md").read_text()
     assert "| MIG |" in md and "600 points" in md and "Skipped:" in md
-    assert "| DCI disentanglement (GBT importances) |" in md
+    assert "| DCI disentanglement (random-forest importances) |" in md
     assert "| β-VAE score (eval acc., logistic regression) |" in md
 
 
@@ -99,8 +101,13 @@ def test_digits_skips_interventional_metrics(evaluate, tmp_path):
     report = json.loads((run / "report.json").read_text())
     assert "mig" in report["metrics"] and "factor_vae" not in report["metrics"]
     assert any(s.startswith("factor_vae: needs a simulator") for s in report["skipped"])
+    # disentanglement_lib's DCI is the default, and the report says so
+    assert report["metric_options"]["dci_importance"] == "gbt"
+    assert report["metrics"]["dci"]["importance_model"] == "gbt"
+    assert "| DCI disentanglement (GBT importances) |" in (run / "report.md").read_text()
 
 
+@pytest.mark.slow  # a real process; test_bad_run_dir_is_one_line_exit_2 is its in-process twin
 def test_missing_run_dir_is_one_line_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "no")],
                           capture_output=True, text=True, cwd=ROOT)
