@@ -287,6 +287,44 @@ def headline(report: dict) -> str:
 
 #: How the markdown report names each metric option.
 DCI_LABELS = {"gbt": "GBT", "forest": "random-forest"}
+
+
+def _dci_rows(d):
+    imp = DCI_LABELS.get(d.get("importance_model", "unnamed"), d.get("importance_model", "unnamed"))
+    sz = f"{d['num_train']}/{d['num_test']} points"
+    return [f"| DCI disentanglement ({imp} importances) | {d['disentanglement']:.3f} | {sz} |",
+            f"| DCI completeness ({imp} importances) | {d['completeness']:.3f} | {sz} |",
+            f"| DCI informativeness (test acc., {imp}) | {d['informativeness_test']:.3f} | {sz} |"]
+
+
+def _beta_vae_rows(b):
+    clf = BETA_VAE_LABELS.get(b.get("classifier", "logistic"), b.get("classifier"))
+    return [f"| β-VAE score (eval acc., {clf}) | {b['eval_accuracy']:.3f} | {b['num_train']}/"
+            f"{b['num_eval']} points of {b['group_size']} pairs |"]
+
+
+def _downstream_rows(a):
+    acc = ", ".join(f"{k} {v:.2f}" for k, v in a["logistic"].items())
+    return [f"| downstream accuracy (logistic) | {acc} | {a['num_train']}/{a['num_test']} |"]
+
+
+#: the report's markdown rows, per metric of ``report["metrics"]``, in table order
+METRIC_ROWS = {
+    "mig": lambda g: [f"| MIG | {g['value']:.3f} | {g['num_points']} points, 20 bins |"],
+    "factor_vae": lambda f: [f"| FactorVAE score (eval acc.) | {f['eval_accuracy']:.3f} | {f['num_train']}/"
+                             f"{f['num_eval']} votes of {f['group_size']}, {f['num_active_dims']} active dims |"],
+    "beta_vae": _beta_vae_rows,
+    "dci": _dci_rows,
+    "sap": lambda sp: [f"| SAP continuous | {sp['continuous']:.3f} | {sp['num_train']} points |",
+                       f"| SAP discrete | {sp['discrete']:.3f} | {sp['num_train']}/{sp['num_test']} points |"],
+    "downstream_accuracy": _downstream_rows,
+    "reconstruction": lambda r: [f"| reconstruction L1 / L2 (per pixel) | {r['l1']:.4f} / {r['l2']:.4f} | "
+                                 f"{r['num_points']} test items |"],
+    "log_likelihood": lambda ll: [f"| log p(x) (IWAE, nats) | {ll['mean']:.2f} ± {ll['std']:.2f} | "
+                                  f"{ll['num_points']} test items × {ll['num_samples']} samples |"],
+    "fid_kid": lambda fk: [f"| FID / KID (offline features, not Inception) | {fk['fid']:.2f} / "
+                           f"{fk['kid']:.4f} | {fk['num_images'][0]} test vs {fk['num_images'][1]} prior |"],
+}
 BETA_VAE_LABELS = {"logistic": "logistic regression", "svm": "linear SVM, C = 0.01"}
 
 
@@ -299,45 +337,9 @@ def markdown(report: dict) -> str:
     if t:
         lines += [f"Training: {t['steps']} steps in {t['train_seconds']:.1f} s.", ""]
     lines += ["| metric | value | samples |", "|---|---|---|"]
-    if "mig" in m:
-        lines.append(f"| MIG | {m['mig']['value']:.3f} | {m['mig']['num_points']} points, 20 bins |")
-    if "factor_vae" in m:
-        f = m["factor_vae"]
-        lines.append(f"| FactorVAE score (eval acc.) | {f['eval_accuracy']:.3f} | {f['num_train']}/"
-                     f"{f['num_eval']} votes of {f['group_size']}, {f['num_active_dims']} active dims |")
-    if "beta_vae" in m:
-        b = m["beta_vae"]
-        clf = BETA_VAE_LABELS.get(b.get("classifier", "logistic"), b.get("classifier"))
-        lines.append(f"| β-VAE score (eval acc., {clf}) | {b['eval_accuracy']:.3f} | {b['num_train']}/"
-                     f"{b['num_eval']} points of {b['group_size']} pairs |")
-    if "dci" in m:
-        d = m["dci"]
-        imp = d.get("importance_model", "unnamed")
-        imp = DCI_LABELS.get(imp, imp)
-        sz = f"{d['num_train']}/{d['num_test']} points"
-        lines += [f"| DCI disentanglement ({imp} importances) | {d['disentanglement']:.3f} | {sz} |",
-                  f"| DCI completeness ({imp} importances) | {d['completeness']:.3f} | {sz} |",
-                  f"| DCI informativeness (test acc., {imp}) | {d['informativeness_test']:.3f} | {sz} |"]
-    if "sap" in m:
-        sp = m["sap"]
-        lines += [f"| SAP continuous | {sp['continuous']:.3f} | {sp['num_train']} points |",
-                  f"| SAP discrete | {sp['discrete']:.3f} | {sp['num_train']}/{sp['num_test']} points |"]
-    if "downstream_accuracy" in m:
-        acc = ", ".join(f"{k} {v:.2f}" for k, v in m["downstream_accuracy"]["logistic"].items())
-        lines.append(f"| downstream accuracy (logistic) | {acc} | "
-                     f"{m['downstream_accuracy']['num_train']}/{m['downstream_accuracy']['num_test']} |")
-    if "reconstruction" in m:
-        r = m["reconstruction"]
-        lines.append(f"| reconstruction L1 / L2 (per pixel) | {r['l1']:.4f} / {r['l2']:.4f} | "
-                     f"{r['num_points']} test items |")
-    if "log_likelihood" in m:
-        ll = m["log_likelihood"]
-        lines.append(f"| log p(x) (IWAE, nats) | {ll['mean']:.2f} ± {ll['std']:.2f} | "
-                     f"{ll['num_points']} test items × {ll['num_samples']} samples |")
-    if "fid_kid" in m:
-        fk = m["fid_kid"]
-        lines.append(f"| FID / KID (offline features, not Inception) | {fk['fid']:.2f} / "
-                     f"{fk['kid']:.4f} | {fk['num_images'][0]} test vs {fk['num_images'][1]} prior |")
+    for key, rows in METRIC_ROWS.items():
+        if key in m:
+            lines += rows(m[key])
     if report["skipped"]:
         lines += ["", "Skipped:"] + [f"- {s}" for s in report["skipped"]]
     lines += ["", "Files: " + ", ".join(report["files"]), "",
