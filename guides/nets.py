@@ -1,8 +1,9 @@
 """Encoder networks: x -> (loc, scale) of a diagonal Normal over the latent code.
 
 Mirrors of the decoders in :mod:`ppl_models.nets`: ``Conv64Encoder`` (four 4×4 stride-2
-convolutions 32-32-64-64, dense 256; Burgess et al. 2018) and ``MLPEncoder`` (VITAE supplement
-Table 1: 128-64, LeakyReLU 0.1, softplus scale).
+convolutions 32-32-64-64, dense 256; Burgess et al. 2018), ``Conv32Encoder`` (three, w-w-2w,
+dense 128; our 32×32 choice) and ``MLPEncoder`` (VITAE supplement Table 1: 128-64, LeakyReLU 0.1,
+softplus scale).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ppl_models.nets import is_conv64_shape, mlp
+from ppl_models.nets import CONV32_DENSE, CONV32_WIDTH, mlp, net_kind
 
 MIN_SCALE = 1e-4  # keeps the posterior scale positive when softplus underflows
 
@@ -60,14 +61,37 @@ class Conv64Encoder(nn.Module):
         return loc.reshape(*batch, -1), scale.reshape(*batch, -1)
 
 
+class Conv32Encoder(nn.Module):
+    """x ``(..., C, 32, 32)`` -> (loc, scale) ``(..., d)``: three 4×4 stride-2 convs, dense, head.
+
+    With ``pool=True`` the last feature map is averaged over positions before the dense layer, so
+    the code cannot depend on where the figure stands (the robust model's appearance encoder).
+    """
+
+    def __init__(self, channels: int, latent_dim: int, pool: bool = False, width: int = CONV32_WIDTH):
+        super().__init__()
+        self.pool = pool
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, width, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(width, width, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU())
+        features = 2 * width if pool else 2 * width * 4 * 4
+        self.dense = nn.Sequential(nn.Linear(features, CONV32_DENSE), nn.ReLU())
+        self.head = GaussianHead(CONV32_DENSE, latent_dim)
+
+    def forward(self, x):
+        batch = x.shape[:-3]
+        h = self.conv(x.reshape(-1, *x.shape[-3:]))
+        h = h.mean((-2, -1)) if self.pool else h.flatten(1)
+        loc, scale = self.head(self.dense(h))
+        return loc.reshape(*batch, -1), scale.reshape(*batch, -1)
+
+
 def make_encoder(kind: str, data_shape, latent_dim: int) -> nn.Module:
-    """``kind`` is ``"conv64"``, ``"mlp"`` or ``"auto"`` (conv64 for 64×64 images, else MLP)."""
-    if kind == "auto":
-        kind = "conv64" if is_conv64_shape(data_shape) else "mlp"
+    """``kind``: ``"conv64"``, ``"conv32"``, ``"mlp"`` or ``"auto"`` (see :func:`ppl_models.nets.net_kind`)."""
+    kind = net_kind(kind, data_shape)
     if kind == "conv64":
-        if not is_conv64_shape(data_shape):
-            raise ValueError(f"net 'conv64' needs (C, 64, 64) images, got data shape {tuple(data_shape)}")
         return Conv64Encoder(data_shape[0], latent_dim)
-    if kind == "mlp":
-        return MLPEncoder(data_shape, latent_dim)
-    raise ValueError(f"unknown net {kind!r}; expected 'auto', 'conv64' or 'mlp'")
+    if kind == "conv32":
+        return Conv32Encoder(data_shape[0], latent_dim)
+    return MLPEncoder(data_shape, latent_dim)

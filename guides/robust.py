@@ -3,10 +3,9 @@
 q(π | x2) = N(E_π(x2)) and α = E_α(x1), a point estimate (a Delta site). x = (x1, x2) is one tensor
 ``(B, 2, C, H, W)``; the KL weight γ is applied to the pose site as in the model.
 
-:class:`Conv32Encoder` is the encoder twin of :class:`ppl_models.robust_nets.Conv32Decoder` (32×32
-images, our choice for the CPU quick run). With ``pool=True`` it averages its last feature map over
-positions before the dense layer: the appearance encoder E_α is then invariant to where the figure
-stands, as appearance is (our choice; E_π keeps the spatial layout, which pose needs).
+At 32×32 the encoders are :class:`guides.nets.Conv32Encoder`; E_α uses ``pool=True`` (averaged over
+positions before the dense layer), so it is invariant to where the figure stands, as appearance
+is (our choice; E_π keeps the spatial layout, which pose needs).
 """
 
 from __future__ import annotations
@@ -19,31 +18,8 @@ from torch import nn
 from ppl_models.plates import data_plate
 from ppl_models.registration import pyro_module
 from ppl_models.robust import pose_scale_handler
-from ppl_models.robust_nets import DENSE, WIDTH
 
-from .nets import GaussianHead
-
-
-class Conv32Encoder(nn.Module):
-    """x ``(..., C, 32, 32)`` -> (loc, scale) ``(..., d)``: three 4×4 stride-2 convs, dense, head."""
-
-    def __init__(self, channels: int, latent_dim: int, pool: bool = False, width: int = WIDTH):
-        super().__init__()
-        self.pool = pool
-        self.conv = nn.Sequential(
-            nn.Conv2d(channels, width, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(width, width, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU())
-        features = 2 * width if pool else 2 * width * 4 * 4
-        self.dense = nn.Sequential(nn.Linear(features, DENSE), nn.ReLU())
-        self.head = GaussianHead(DENSE, latent_dim)
-
-    def forward(self, x):
-        batch = x.shape[:-3]
-        h = self.conv(x.reshape(-1, *x.shape[-3:]))
-        h = h.mean((-2, -1)) if self.pool else h.flatten(1)
-        loc, scale = self.head(self.dense(h))
-        return loc.reshape(*batch, -1), scale.reshape(*batch, -1)
+from .nets import Conv32Encoder  # noqa: F401  (re-exported: the robust guide's encoder)
 
 
 class PointEncoder(nn.Module):

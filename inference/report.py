@@ -74,7 +74,7 @@ class Evaluation:
         self.dir, self.device, self.seed = run_dir, torch.device(device), seed
         self.run = load_run(run_dir, device=device)
         self.model, self.guide, self.config = self.run.model, self.run.guide, self.run.config
-        self.data = load_data(self.config["data"], self.config.get("data_root"))
+        self.data = load_data(self.config["data"], self.config.get("data_root"), self.config.get("resolution"))
         unknown = set(sizes or ()) - set(SIZES["quick"])
         if unknown:
             raise ConfigError(f"unknown sample size(s) {sorted(unknown)}; expected some of "

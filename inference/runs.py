@@ -31,6 +31,10 @@ from .pictures import prior_samples, reconstructions, save_grid
 from .svi import CHECKPOINT, CONFIG, METRICS, FitResult, fit, pair_module
 
 
+#: The procedural image datasets that draw at any ``resolution``.
+RESIZABLE = ("dsprites", "sprites", "textured_shapes")
+
+
 class Setting(NamedTuple):
     """A training setting: ``parse`` reads its text (an argparse ``type``; ``bool``: a switch)."""
 
@@ -44,6 +48,8 @@ SETTINGS: dict[str, Setting] = {
     "model": Setting(str, None, "a model of inference.catalog.MODELS (default vae)"),
     "data": Setting(str, None, "a dataset of ppl_data (default dsprites)"),
     "data_root": Setting(str, None, "folder for --data mnist / image_folder"),
+    "resolution": Setting(positive_int, None, "image side of the procedural image datasets "
+                          f"({', '.join(RESIZABLE)}; default 64)"),
     "steps": Setting(non_negative_int, None, "total optimiser steps"),
     "batch_size": Setting(positive_int, 64),
     "lr": Setting(positive_float, 1e-4, "Adam learning rate (papers: 1e-4)"),
@@ -103,10 +109,16 @@ def _given(settings: dict, name: str):
     return SETTINGS[name].default if value is None else value
 
 
-def load_data(name: str, root: str | None):
+def load_data(name: str, root: str | None, resolution: int | None = None):
     kwargs = {"root": root} if root is not None else {}
     if root is not None and name not in ("mnist", "image_folder"):
         raise ConfigError(f"--data-root is only for mnist and image_folder, not {name!r}")
+    if resolution is not None:
+        if name not in RESIZABLE:
+            raise ConfigError(f"--resolution {resolution} is only for {', '.join(RESIZABLE)}, not {name!r}")
+        if resolution < 8:
+            raise ConfigError(f"--resolution must be >= 8 pixels, got {resolution}")
+        kwargs["resolution"] = resolution
     return ppl_data.load(name, **kwargs)
 
 
@@ -121,14 +133,15 @@ def run_config(settings: dict, out_dir, resume: bool) -> dict:
             raise ConfigError(f"--resume: {out} is not a run directory (no {CONFIG})")
         saved = json.loads((out / CONFIG).read_text())
         given = {"model": settings.get("model"), "data": settings.get("data"),
-                 "data_root": settings.get("data_root"), **hyper}
+                 "data_root": settings.get("data_root"), "resolution": settings.get("resolution"), **hyper}
         for key, value in given.items():
             if value is not None and saved.get(key) != value:
                 raise ConfigError(f"--resume: {key} = {value!r} differs from the run's {saved.get(key)!r}")
         return saved
     check_output_dir(out_dir, how="--resume to continue it")
     config = resolve_config(settings.get("model") or "vae", hyper)
-    config.update(data=settings.get("data") or "dsprites", data_root=settings.get("data_root"))
+    config.update(data=settings.get("data") or "dsprites", data_root=settings.get("data_root"),
+                  resolution=settings.get("resolution"))
     return config
 
 
@@ -183,7 +196,7 @@ def train_run(settings: dict, out_dir, resume: bool = False, progress: bool | No
         raise ConfigError("steps is required (the total number of optimiser steps)")
     config = run_config(settings, out_dir, resume)
     device = torch.device(_given(settings, "device") or default_device())
-    data = load_data(config["data"], config.get("data_root"))
+    data = load_data(config["data"], config.get("data_root"), config.get("resolution"))
     config.update(data_shape=list(data.data_shape), dataset_size=len(data))
 
     def setting(name):  # a resumed run keeps its own optimisation settings
@@ -276,7 +289,7 @@ def sample_run(run_dir, *, lp_gen: bool = False, num: int = 64, fraction: float 
         raise ConfigError(f"--num {num} of --pool {pool} keeps a fraction of {keep:g}; "
                           "it must be in (0, 1) (a larger --pool, or --fraction)")
     run = load_run(run_dir)
-    data = load_data(run.config["data"], run.config.get("data_root"))
+    data = load_data(run.config["data"], run.config.get("data_root"), run.config.get("resolution"))
     if lp_gen:
         res = low_posterior_samples(run.model, run.guide, data, num_samples=pool, fraction=keep,
                                     num_data=num_data, seed=seed)

@@ -2,6 +2,8 @@
 
 * ``Conv64Decoder``: the 64×64 decoder of Burgess et al. (2018) / disentanglement_lib
   (dense 256, dense 4·4·64, four 4×4 stride-2 transposed convolutions 64-32-32-C).
+* ``Conv32Decoder``: the same design one stage shorter for 32×32 images (our choice for CPU budgets:
+  dense 128, dense 2w·4·4, three 4×4 stride-2 transposed convolutions 2w-w-w-C, w = 32).
 * ``MLPDecoder``: the MNIST decoder of the VITAE supplement, Table 1 (64-64, LeakyReLU 0.1).
 """
 
@@ -58,18 +60,55 @@ class Conv64Decoder(nn.Module):
         return self.deconv(h).reshape(*batch, self.channels, 64, 64)
 
 
-def is_conv64_shape(data_shape) -> bool:
-    return len(data_shape) == 3 and tuple(data_shape[1:]) == (64, 64)
+CONV32_WIDTH = 32  # channels of the 32×32 nets' convolutions (the 64×64 nets use 32-32-64-64)
+CONV32_DENSE = 128  # units of their dense layer (shared with guides.nets.Conv32Encoder)
+
+
+class Conv32Decoder(nn.Module):
+    """z ``(..., d)`` -> ``(..., C, 32, 32)``: dense to 2w×4×4, three 4×4 stride-2 transposed convs."""
+
+    def __init__(self, latent_dim: int, channels: int = 1, width: int = CONV32_WIDTH):
+        super().__init__()
+        self.channels, self.width = channels, width
+        self.dense = nn.Sequential(nn.Linear(latent_dim, CONV32_DENSE), nn.ReLU(),
+                                   nn.Linear(CONV32_DENSE, 2 * width * 4 * 4), nn.ReLU())
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(width, width, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(width, channels, 4, 2, 1))
+
+    def forward(self, z):
+        batch = z.shape[:-1]
+        h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, 2 * self.width, 4, 4)
+        return self.deconv(h).reshape(*batch, self.channels, 32, 32)
+
+
+#: The conv nets by name, with the image side each needs.
+CONV_SIDES = {"conv64": 64, "conv32": 32}
+
+
+def net_kind(kind: str, data_shape) -> str:
+    """``kind`` resolved and checked against ``data_shape``: ``"auto"`` is conv64 for (C, 64, 64)
+    images, conv32 for (C, 32, 32), else ``"mlp"``; ``ValueError`` names a mismatch or an unknown kind."""
+    shape = tuple(data_shape)
+    square = len(shape) == 3 and shape[1] == shape[2]
+    if kind == "auto":
+        return next((k for k, side in CONV_SIDES.items() if square and shape[1] == side), "mlp")
+    if kind in CONV_SIDES:
+        side = CONV_SIDES[kind]
+        if not (square and shape[1] == side):
+            raise ValueError(f"net {kind!r} needs (C, {side}, {side}) images, got data shape {shape}")
+        return kind
+    if kind == "mlp":
+        return kind
+    raise ValueError(f"unknown net {kind!r}; expected 'auto', {', '.join(map(repr, CONV_SIDES))} or 'mlp'")
 
 
 def make_decoder(kind: str, latent_dim: int, data_shape) -> nn.Module:
-    """``kind`` is ``"conv64"``, ``"mlp"`` or ``"auto"`` (conv64 for 64×64 images, else MLP)."""
-    if kind == "auto":
-        kind = "conv64" if is_conv64_shape(data_shape) else "mlp"
+    """``kind``: ``"conv64"``, ``"conv32"``, ``"mlp"`` or ``"auto"`` (see :func:`net_kind`)."""
+    kind = net_kind(kind, data_shape)
     if kind == "conv64":
-        if not is_conv64_shape(data_shape):
-            raise ValueError(f"net 'conv64' needs (C, 64, 64) images, got data shape {tuple(data_shape)}")
         return Conv64Decoder(latent_dim, data_shape[0])
-    if kind == "mlp":
-        return MLPDecoder(latent_dim, data_shape)
-    raise ValueError(f"unknown net {kind!r}; expected 'auto', 'conv64' or 'mlp'")
+    if kind == "conv32":
+        return Conv32Decoder(latent_dim, data_shape[0])
+    return MLPDecoder(latent_dim, data_shape)

@@ -133,6 +133,10 @@ CASES = [
     ("train", [*S, *O, "--data", "digits", "--beta", "inf"], "inf"),
     ("train", [*S, *O, "--data", "digits", "--latent-dim", "0"], "0"),
     ("train", [*S, *O, "--data", "digits", "--likelihood", "poisson"], "'poisson'"),
+    ("train", [*S, *O, "--data", "digits", "--resolution", "32"], "32"),
+    ("train", [*S, *O, "--resolution", "4"], "4"),
+    ("train", [*S, *O, "--resolution", "0"], "'0'"),
+    ("train", [*S, *O, "--resolution", "32", "--net", "conv64"], "conv64"),
     ("train", [*S, "--resume", "--out", "{nosuch}"], "{nosuch}"),
     ("train", [*S, "--resume", "--out", "{full}"], "{full}"),
     ("train", [*S, "--resume", "--out", "{file}"], "{file}"),
@@ -297,6 +301,16 @@ CASES = [
     ("vitae_stability", [*O, "--device", "tpu"], "'tpu'"),
     pytest.param("vitae_stability", [*O, "--device", "cuda"], "cuda", marks=cuda_only_absent),
     ("vitae_stability", [*O, "--data-root", "{nosuch}"], "{nosuch}"),
+    # -- reproduce.py -----------------------------------------------------------------------------
+    ("reproduce", ["nope", "--runs", "{new}", "--results", "{new}"], "'nope'"),
+    ("reproduce", ["baselines", "--budget", "huge", "--runs", "{new}", "--results", "{new}"], "'huge'"),
+    ("reproduce", ["baselines", "--seeds", "-1", "--runs", "{new}", "--results", "{new}"], "'-1'"),
+    ("reproduce", ["baselines", "--seeds", "0,0", "--runs", "{new}", "--results", "{new}"], "'0,0'"),
+    ("reproduce", ["baselines", "--seeds", "", "--runs", "{new}", "--results", "{new}"], "''"),
+    ("reproduce", ["baselines", "--only", "nope", "--runs", "{new}", "--results", "{new}"], "'nope'"),
+    ("reproduce", ["dip", "--only", "VAE", "--runs", "{new}", "--results", "{new}"], "'VAE'"),
+    ("reproduce", ["baselines", "--runs", "{file}", "--results", "{new}"], "{file}"),
+    ("reproduce", ["baselines", "--runs", "{new}", "--results", "{file}"], "{file}"),
     ("vitae_stability", [*O, "--seed", "x"], "'x'"),
     ("vitae_stability", [*O, "--n-train", "-3"], "'-3'"),
 ]
@@ -306,7 +320,8 @@ def _values(case) -> tuple:
 
 
 REQUIRED = {"train": [*S, *O], "evaluate": ["{nockpt}"], "sample": ["{nockpt}"], "sweep": [str(STUDY)],
-            "dpvae_compare": O, "dpvae_two_moons": O}
+            "dpvae_compare": O, "dpvae_two_moons": O,
+            "reproduce": ["baselines", "--runs", "{new}", "--results", "{new}"]}
 CASES += [(name, [*REQUIRED.get(name, []), "--bogus"], "--bogus")
           for name in sorted({_values(c)[0] for c in CASES}) if name != "train"]
 

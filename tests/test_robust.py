@@ -9,7 +9,7 @@ import pyro
 import pytest
 import torch
 
-from guides.robust import Conv32Encoder
+from guides.nets import Conv32Encoder
 from inference.errors import ConfigError
 from inference.papers import robust as R
 from inference.papers.robust import (RobustELBO, appearance_usage, classifier_loss, fitted_mi, gamma_update,
@@ -17,7 +17,7 @@ from inference.papers.robust import (RobustELBO, appearance_usage, classifier_lo
                                      MIClassifier, product_of_marginals, robust_pair, transfer_errors)
 from inference.svi import fit
 from ppl_data import SpritePairs, Sprites
-from ppl_models.robust_nets import Conv32Decoder
+from ppl_models.nets import Conv32Decoder
 
 EPS, MU = 0.125, 0.1
 

@@ -183,3 +183,25 @@ def test_sample_script_writes_prior_and_lp_gen_samples(finished_run, tmp_path, c
     assert len(numbers) == 3 and all(math.isfinite(v) for v in numbers)
     prior, kept, rest = numbers
     assert kept < rest  # LP-Gen keeps the draws q(z) finds least likely
+
+
+def test_resolution_draws_smaller_shapes_with_the_conv32_nets(train_main, tmp_path, capsys):
+    """--resolution 32: the simulator at half the side, the auto net is conv32, and the run reloads."""
+    from guides.nets import Conv32Encoder
+    from inference.runs import load_run
+    from ppl_models.nets import Conv32Decoder
+
+    out = tmp_path / "r32"
+    assert run_main(train_main, ["--steps", "2", "--resolution", "32", "--batch-size", "8", "--out", str(out),
+                                 "--device", "cpu", "--no-pictures"]) == 0
+    run = load_run(out)
+    assert run.config["resolution"] == 32 and run.config["data_shape"] == [1, 32, 32]
+    assert isinstance(run.model.decoder, Conv32Decoder) and isinstance(run.guide.encoder, Conv32Encoder)
+    x = torch.rand(3, 1, 32, 32)
+    loc, scale = run.guide.encoder(x)
+    assert loc.shape == scale.shape == (3, 10) and run.model.decoder(loc).shape == (3, 1, 32, 32)
+    before = snapshot(out)
+    line = error_line(capsys, run_main(train_main, ["--steps", "4", "--resume", "--resolution", "64",
+                                                    "--out", str(out)]))
+    assert "resolution" in line and "64" in line
+    assert snapshot(out) == before

@@ -18,8 +18,8 @@ ever enters γ's update, never a loss the encoder sees. T and T′ are trained o
 density-ratio loss :func:`inference.penalties.density_ratio_loss` (shared with FactorVAE's and
 MS-GAN's discriminators).
 
-The networks live with their side: the decoders in :mod:`ppl_models.robust_nets` /
-:mod:`ppl_models.nets`, the encoders in :mod:`guides.robust` / :mod:`guides.nets`; the classifiers
+The networks live with their side: the decoders in :mod:`ppl_models.nets`, the encoders in
+:mod:`guides.nets`; the classifiers
 T, T′ belong to the objective and live here. :func:`run_robust_ablation` is the §4.1 / Table 1
 experiment on procedural sprites (``scripts/robust_sprites.py``).
 
@@ -35,12 +35,11 @@ import json
 import torch
 from torch import nn
 
-from guides.nets import MLPEncoder, make_encoder
-from guides.robust import Conv32Encoder, PointEncoder, PoseAppearanceGuide
+from guides.nets import Conv32Encoder, MLPEncoder, make_encoder
+from guides.robust import PointEncoder, PoseAppearanceGuide
 from ppl_data import SpritePairs, Sprites
-from ppl_models.nets import MLPDecoder, make_decoder, mlp
+from ppl_models.nets import Conv32Decoder, MLPDecoder, make_decoder, mlp, net_kind
 from ppl_models.robust import PoseAppearanceModel
-from ppl_models.robust_nets import Conv32Decoder
 
 from ..cli import check_batch_size, check_output_dir
 from ..elbo import TermsELBO
@@ -346,7 +345,7 @@ def robust_pair(data_shape, pose_dim: int = POSE_DIM, appearance_dim: int = APPE
     """Model (decoder D) and guide (E_π, E_α) for pairs of images shaped ``data_shape = (2, C, H, W)``.
 
     ``net``: ``"conv64"`` (Burgess et al. 2018 nets, 64×64 images), ``"conv32"`` (the small conv nets
-    :class:`ppl_models.robust_nets.Conv32Decoder` and :class:`guides.robust.Conv32Encoder`, 32×32
+    :class:`ppl_models.nets.Conv32Decoder` and :class:`guides.nets.Conv32Encoder`, 32×32
     images, E_α pooled over positions), ``"mlp"`` (encoder hidden sizes ``mlp_hidden``, the decoder
     mirrored) or ``"auto"`` (conv64 at 64×64, conv32 at 32×32, else MLP).
     """
@@ -357,11 +356,8 @@ def robust_pair(data_shape, pose_dim: int = POSE_DIM, appearance_dim: int = APPE
         raise ConfigError(f"pose_dim and appearance_dim must be >= 1, got {pose_dim}, {appearance_dim}")
     image = data_shape[1:]
     try:
-        if net == "auto":
-            net = {(64, 64): "conv64", (32, 32): "conv32"}.get(tuple(image[1:]), "mlp")
+        net = net_kind(net, image)
         if net == "conv32":
-            if tuple(image[1:]) != (32, 32):
-                raise ValueError(f"net 'conv32' needs (C, 32, 32) images, got data shape {image}")
             decoder = Conv32Decoder(pose_dim + appearance_dim, image[0])
             pose_enc = Conv32Encoder(image[0], pose_dim)
             app_enc = Conv32Encoder(image[0], appearance_dim, pool=True)

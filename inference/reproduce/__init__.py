@@ -1,0 +1,30 @@
+"""Reproductions of the papers' claims at a stated budget, with seeds, on one results page.
+
+``reproduce(paper, budget=..., runs=..., results=...)`` (``scripts/reproduce.py PAPER``) runs one
+paper's comparison row by row (:mod:`.driver`), writes ``results/<paper>.md`` and gathers every
+page's verdicts into ``RESULTS.md``. The papers: :data:`PAPERS`.
+"""
+
+from __future__ import annotations
+
+from .driver import BUDGETS, Claim, Reproduction, collect, write_index
+from .driver import reproduce as _reproduce
+from .experiments import MSVAE_REPRO, ROBUST_REPRO, VITAE_REPRO
+from .shapes import BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO
+from ..errors import ConfigError
+
+#: Every reproduction, by the name ``scripts/reproduce.py`` takes.
+PAPERS: dict[str, Reproduction] = {r.name: r for r in (
+    BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO, MSVAE_REPRO, VITAE_REPRO, ROBUST_REPRO)}
+
+
+def reproduce(paper: str, *, budget: str = "cpu", runs, results, seeds=None, only=(), command: str = "",
+              log=print) -> dict:
+    """Run (or finish) ``paper``'s reproduction; see :func:`.driver.reproduce`."""
+    if paper not in PAPERS:
+        raise ConfigError(f"unknown paper {paper!r}; known: {', '.join(PAPERS)}")
+    return _reproduce(PAPERS[paper], budget=budget, runs=runs, results=results, seeds=seeds, only=only,
+                      command=command, log=log)
+
+
+__all__ = ["PAPERS", "BUDGETS", "Claim", "Reproduction", "reproduce", "collect", "write_index"]

@@ -1,0 +1,51 @@
+"""Reproduce one paper's claims at a stated budget, with seeds: results/PAPER.md and RESULTS.md.
+
+    python scripts/reproduce.py PAPER [--budget cpu|gpu|tiny] [--seeds 0,1,2] [--only ROW]
+        [--runs DIR] [--results DIR]
+
+PAPER is one of baselines, dip, dpvae, msvae, vitae, robust (inference.reproduce.PAPERS). Every
+(row, seed) trains into --runs (default: $REPRODUCE_RUNS, else runs/reproduce beside the work tree,
+so a later session resumes it) and is skipped once finished; the page is rewritten from every
+finished row. Bad input prints one line on stderr naming the bad value and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from inference.cli import OneLineParser, check_output_dir, number_list, random_seed, run_main
+from inference.reproduce import BUDGETS, PAPERS, reproduce
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_parser() -> OneLineParser:
+    p = OneLineParser(prog="reproduce.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("paper", choices=list(PAPERS))
+    p.add_argument("--budget", choices=BUDGETS, default="cpu",
+                   help="cpu: this laptop's (see each page); gpu: the papers' own settings; tiny: smoke test")
+    p.add_argument("--seeds", type=number_list(random_seed), help="comma-separated seeds (default: the paper's)")
+    p.add_argument("--only", action="append", default=[], metavar="ROW", help="run only this row (repeatable)")
+    p.add_argument("--runs", default=os.environ.get("REPRODUCE_RUNS") or str(ROOT.parent / "runs" / "reproduce"),
+                   help="folder of the run directories, kept outside the work tree")
+    p.add_argument("--results", default=str(ROOT / "results"), help="folder of the pages (RESULTS.md beside it)")
+    return p
+
+
+def main(argv=None) -> None:
+    args = make_parser().parse_args(argv)
+    check_output_dir(args.runs, continuing=True)
+    check_output_dir(args.results, continuing=True)
+    command = "python scripts/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    out = reproduce(args.paper, budget=args.budget, runs=args.runs, results=args.results, seeds=args.seeds,
+                    only=args.only, command=command)
+    for c in out["claims"]:
+        print(f"{c.verdict:>14}: {c.claim} — ours {c.ours}")
+    print(f"wrote {out['page']}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,117 @@
+"""scripts/reproduce.py and inference.reproduce (issue 17): the driver's arithmetic and verdicts, its
+row-by-row resumption, and each paper's code path at the tiny budget."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.cli import run_main
+from inference.errors import ConfigError
+from inference.reproduce import PAPERS, Claim, Reproduction
+from inference.reproduce.driver import collect, fmt, reproduce, separated, stats, write_index
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("_reproduce_script", ROOT / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stats_and_separation_against_numpy():
+    values = [0.1, 0.3, 0.2]
+    mean, std, n = stats(values + [float("nan"), None])
+    assert (mean, n) == (pytest.approx(0.2), 3)
+    assert std == pytest.approx(np.std(values, ddof=1))  # sample std over seeds
+    assert stats([0.5]) == (0.5, 0.0, 1) and math.isnan(stats([])[0])
+    # (mean a − mean b) / max(std a, std b): 0.4 − 0.2 over a spread of 0.1
+    assert separated([0.3, 0.4, 0.5], [0.1, 0.2, 0.3]) == pytest.approx(2.0)
+    assert separated([1.0, 1.0], [0.0, 0.0]) == math.inf
+    assert fmt([0.1, 0.3]) == "0.200 ± 0.141" and fmt([]) == "–" and fmt([0.25]).endswith("(1 seed)")
+
+
+def _counting(calls):
+    def run(row, settings, seed, folder, budget):
+        calls.append((row, seed))
+        return {"score": settings["base"] + seed}
+
+    def claims(results, budget):
+        gap = separated([n["score"] for n in results.get("b", {}).values()],
+                        [n["score"] for n in results.get("a", {}).values()])
+        return [Claim("b beats a", "b > a", f"{gap:.1f}", "holds" if gap > 1 else "inconclusive", "test")]
+
+    return Reproduction("toy", "A toy", rows=lambda budget: {"a": {"base": 0}, "b": {"base": 10}}, run=run,
+                        page=lambda results, budget: f"rows: {sorted(results)}\n", claims=claims, seeds=(0, 1))
+
+
+def test_rows_resume_one_by_one_and_the_page_shows_every_finished_row(tmp_path):
+    calls = []
+    repro = _counting(calls)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    first = reproduce(repro, budget="cpu", runs=runs, results=results, only=("a",), log=lambda *_: None)
+    assert calls == [("a", 0), ("a", 1)] and set(first["results"]) == {"a"}
+    out = reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
+    assert calls == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]  # a's rows were not run again
+    assert out["results"]["b"][1]["score"] == 11 and out["claims"][0].verdict == "holds"
+    page = (results / "toy.md").read_text()
+    assert "rows: ['a', 'b']" in page and "Seeds: 0, 1" in page and "**holds**" in page
+    index = (tmp_path / "RESULTS.md").read_text()
+    assert "[toy](results/toy.md)" in index and "b beats a" in index
+    # a row killed before its row.json was written runs again; the others are kept
+    (runs / "toy" / "cpu" / "b" / "seed_1" / "row.json").unlink()
+    reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
+    assert calls[-1] == ("b", 1) and len(calls) == 5
+    assert set(collect(repro, runs, "cpu")["b"]) == {0, 1}
+
+
+def test_tiny_budget_never_gives_a_verdict_and_bad_rows_are_refused(tmp_path):
+    repro = _counting([])
+    out = reproduce(repro, budget="tiny", runs=tmp_path / "r", results=tmp_path / "res", log=lambda *_: None)
+    assert [c.verdict for c in out["claims"]] == ["inconclusive"]
+    with pytest.raises(ConfigError, match="'c'"):
+        reproduce(repro, budget="cpu", runs=tmp_path / "r", results=tmp_path / "res", only=("c",))
+    with pytest.raises(ValueError, match="verdict"):
+        Claim("x", "y", "z", "maybe", "w")
+    write_index(tmp_path / "res")  # idempotent
+
+
+def test_the_shared_run_store_keys_resolved_configs():
+    from inference.reproduce.shapes import BASELINES, dip_rows, store_dir
+
+    dip = dip_rows("cpu")
+    assert store_dir("/r", "cpu", BASELINES["β-VAE"], 0) == store_dir("/r", "cpu", dip["β-VAE β=4"], 0)
+    assert store_dir("/r", "cpu", BASELINES["DIP-VAE-I"], 1) == store_dir("/r", "cpu", dip["DIP-VAE-I λ_od=20"], 1)
+    assert store_dir("/r", "cpu", BASELINES["VAE"], 0) != store_dir("/r", "cpu", BASELINES["β-VAE"], 0)
+    assert store_dir("/r", "cpu", BASELINES["VAE"], 0) != store_dir("/r", "gpu", BASELINES["VAE"], 0)
+    assert len(dip) == 10  # every grid point of configs/sweeps/dip_study_quick.yaml
+
+
+def _tiny(paper, tmp_path, *extra):
+    argv = [paper, "--budget", "tiny", "--seeds", "0", "--runs", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "results"), *extra]
+    assert run_main(script().main, argv) == 0
+    page = json.loads((tmp_path / "results" / f"{paper}.json").read_text())
+    assert page["seeds"] == [0] and page["claims"]
+    return page
+
+
+def test_reproduce_script_runs_a_row_at_the_tiny_budget(tmp_path, one_thread):
+    _tiny("robust", tmp_path, "--only", "e) full")
+    row = json.loads((tmp_path / "runs" / "robust" / "tiny" / "e) full" / "seed_0" / "row.json").read_text())
+    assert all(math.isfinite(v) for v in row["numbers"].values())
+    assert "e) full" in (tmp_path / "results" / "robust.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paper", list(PAPERS))
+def test_every_paper_runs_at_the_tiny_budget(paper, tmp_path, one_thread):
+    page = _tiny(paper, tmp_path)
+    assert all(c["verdict"] == "inconclusive" for c in page["claims"])
