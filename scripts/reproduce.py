@@ -1,7 +1,7 @@
 """Reproduce one paper's claims at a stated budget, with seeds: results/PAPER.md and RESULTS.md.
 
     python scripts/reproduce.py PAPER [--budget cpu|gpu|tiny] [--seeds 0,1,2] [--only ROW]
-        [--runs DIR] [--results DIR]
+        [--pages-only] [--runs DIR] [--results DIR]
 
 PAPER is one of baselines, dip, dpvae, msvae, vitae, robust (inference.reproduce.PAPERS). Every
 (row, seed) trains into --runs (default: $REPRODUCE_RUNS, else runs/reproduce beside the work tree,
@@ -29,6 +29,8 @@ def make_parser() -> OneLineParser:
                    help="cpu: this laptop's (see each page); gpu: the papers' own settings; tiny: smoke test")
     p.add_argument("--seeds", type=number_list(random_seed), help="comma-separated seeds (default: the paper's)")
     p.add_argument("--only", action="append", default=[], metavar="ROW", help="run only this row (repeatable)")
+    p.add_argument("--pages-only", action="store_true",
+                   help="train nothing: rewrite the page from the rows already finished")
     p.add_argument("--runs", default=os.environ.get("REPRODUCE_RUNS") or str(ROOT.parent / "runs" / "reproduce"),
                    help="folder of the run directories, kept outside the work tree")
     p.add_argument("--results", default=str(ROOT / "results"), help="folder of the pages (RESULTS.md beside it)")
@@ -41,7 +43,7 @@ def main(argv=None) -> None:
     check_output_dir(args.results, continuing=True)
     command = "python scripts/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     out = reproduce(args.paper, budget=args.budget, runs=args.runs, results=args.results, seeds=args.seeds,
-                    only=args.only, command=command)
+                    only=args.only, command=command, train=not args.pages_only)
     for c in out["claims"]:
         print(f"{c.verdict:>14}: {c.claim} — ours {c.ours}")
     print(f"wrote {out['page']}")

@@ -70,6 +70,10 @@ def test_rows_resume_one_by_one_and_the_page_shows_every_finished_row(tmp_path):
     reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
     assert calls[-1] == ("b", 1) and len(calls) == 5
     assert set(collect(repro, runs, "cpu")["b"]) == {0, 1}
+    # pages only: nothing runs, the page is rewritten from what is there
+    (runs / "toy" / "cpu" / "a" / "seed_0" / "row.json").unlink()
+    out = reproduce(repro, budget="cpu", runs=runs, results=results, train=False, log=lambda *_: None)
+    assert len(calls) == 5 and set(out["results"]["a"]) == {1}
 
 
 def test_tiny_budget_never_gives_a_verdict_and_bad_rows_are_refused(tmp_path):

@@ -19,12 +19,12 @@ PAPERS: dict[str, Reproduction] = {r.name: r for r in (
 
 
 def reproduce(paper: str, *, budget: str = "cpu", runs, results, seeds=None, only=(), command: str = "",
-              log=print) -> dict:
+              log=print, train: bool = True) -> dict:
     """Run (or finish) ``paper``'s reproduction; see :func:`.driver.reproduce`."""
     if paper not in PAPERS:
         raise ConfigError(f"unknown paper {paper!r}; known: {', '.join(PAPERS)}")
     return _reproduce(PAPERS[paper], budget=budget, runs=runs, results=results, seeds=seeds, only=only,
-                      command=command, log=log)
+                      command=command, log=log, train=train)
 
 
 __all__ = ["PAPERS", "BUDGETS", "Claim", "Reproduction", "reproduce", "collect", "write_index"]

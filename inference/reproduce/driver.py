@@ -28,6 +28,7 @@ from ..checkpoint import atomic_write_text
 from ..errors import ConfigError
 
 ROW_FILE = "row.json"
+STATUS = "STATUS.md"  # hand-written status in results/, shown at the top of RESULTS.md
 BUDGETS = ("tiny", "cpu", "gpu")  # tiny: the tests' smoke budget; cpu: this laptop's; gpu: the papers'
 VERDICTS = ("holds", "does not hold", "inconclusive")
 
@@ -116,12 +117,13 @@ def collect(repro: Reproduction, runs: Path, budget: str) -> dict:
 
 
 def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, only=(), command: str = "",
-              log=print) -> dict:
+              log=print, train: bool = True) -> dict:
     """Run the missing (row, seed) pairs of ``repro`` at ``budget``, then write its page.
 
     :param runs: the folder of the run directories (keep it outside the work tree).
     :param results: the folder of the pages (``results/``); ``RESULTS.md`` goes to its parent.
     :param only: row names to run (all when empty); the page still shows every finished row.
+    :param train: ``False`` runs nothing: the page is rewritten from the rows already finished.
     Returns ``{"results": {row: {seed: numbers}}, "claims": [Claim], "page": Path}``.
     """
     if budget not in BUDGETS:
@@ -132,7 +134,7 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
         raise ConfigError(f"--only {unknown[0]!r} is not a row of {repro.name}; its rows: {', '.join(rows)}")
     seeds = tuple(repro.seeds if not seeds else seeds)
     for row, settings in rows.items():
-        if only and row not in only:
+        if (only and row not in only) or not train:
             continue
         for seed in seeds:
             folder = row_dir(runs, repro.name, budget, row, seed)
@@ -198,16 +200,18 @@ def write_index(results: Path) -> Path:
     """``RESULTS.md`` beside ``results/``: every page's claims in one verdict table."""
     rows = []
     wall = 0.0
-    for path in sorted(results.glob("*.json")):
+    for path in sorted(results.glob("*.json")):  # the pages' claims, one file per paper
         page = json.loads(path.read_text())
         wall += page.get("wall_s", 0.0)
         for c in page["claims"]:
             rows.append([f"[{page['paper']}](results/{page['paper']}.md)", c["claim"], c["paper"], c["ours"],
                          f"**{c['verdict']}**", c["why"]])
+    status = results / STATUS
     text = ["# Results", "",
             "Each paper's claims, reproduced by `python scripts/reproduce.py PAPER` on the procedural data "
             "anyone can regenerate. Each linked page has its tables, its command, seeds, budget and "
             "wall time. Ours is mean ± std over seeds.", "",
+            *([status.read_text().strip(), ""] if status.is_file() else []),
             f"Total run time behind this page: {wall / 3600:.2f} CPU-hours (one core per run).", "",
             table(["paper", "claim", "paper's number", "ours", "verdict", "why"], rows)]
     path = results.parent / "RESULTS.md"
