@@ -19,7 +19,6 @@ from ppl_models.plates import data_plate
 from ppl_models.registration import pyro_module
 from ppl_models.robust import pose_scale_handler
 
-from .nets import Conv32Encoder  # noqa: F401  (re-exported: the robust guide's encoder)
 
 
 class PointEncoder(nn.Module):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 LEAKY_SLOPE = 0.1  # VITAE supplement, Table 1: LeakyReLU with α = 0.1

@@ -25,7 +25,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..checkpoint import atomic_write_text
@@ -315,7 +314,7 @@ def _dip_figures(results, out, budget):
 DIP_REPRO = Reproduction(
     "dip", "Claim 2: DIP-VAE, the λ study of §3 (metric against reconstruction)",
     rows=dip_rows, run=_run_dip, page=_dip_page, claims=_dip_claims, seeds=(0, 1), figures=_dip_figures,
-    notes={k: v + f" Grid: every point of `configs/sweeps/dip_study_quick.yaml`." for k, v in SHAPES_NOTE.items()})
+    notes={k: v + " Grid: every point of `configs/sweeps/dip_study_quick.yaml`." for k, v in SHAPES_NOTE.items()})
 
 
 # -- claim 3: dpVAE -----------------------------------------------------------------------------------
@@ -331,7 +330,6 @@ PAPER_FACTOR_VAE = {"β-VAE": "β-VAE-H 0.87 → 0.85", "β-TCVAE": "β-TC 0.98 
 
 
 def _run_dpvae(row, settings, seed, folder, budget):
-    import ppl_data  # noqa: F401  (the loader registry)
     from ..papers.dpvae import score
 
     run_dir = trained(runs_root(folder), budget, settings, seed)
