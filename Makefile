@@ -47,7 +47,7 @@ gpu-check: $(STAMP)
 		for b in 64 256; do timeout 60 $(PY) benchmarks/train_speed.py --device cuda --batch-size $$b \
 			--steps 30 --markdown $(GPU_REPORT); done; \
 		timeout 90 $(PY) benchmarks/train_speed.py --model betatc --device cuda --steps 30 --markdown $(GPU_REPORT); \
-		timeout 120 $(PY) benchmarks/peer_speed.py --device cuda --markdown $(GPU_REPORT); \
+		timeout 150 $(PY) benchmarks/peer_speed.py --device cuda --allocator shipped --markdown $(GPU_REPORT); \
 		timeout 30 $(PY) benchmarks/render_speed.py --device cuda --markdown $(GPU_REPORT); \
 		cat $(GPU_REPORT); \
 	fi

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer_speed import BATCH, DATASET_SIZE, Ours, Plain, peer_steps  # noqa: E402
 
-from inference.svi import keep_freed_memory  # noqa: E402
+from inference.svi import keep_freed_memory, to_channels_last  # noqa: E402
 from ppl_data.base import TensorData  # noqa: E402
 
 
@@ -40,8 +40,8 @@ class PlainFast(Plain):
     name = "plain PyTorch, channels_last + fused Adam"
 
     def __init__(self, encoder, decoder, n):
-        encoder.to(memory_format=torch.channels_last)
-        decoder.to(memory_format=torch.channels_last)
+        to_channels_last(encoder)  # the fast path's layout, single-channel weights included
+        to_channels_last(decoder)
         super().__init__(encoder, decoder, n)
         self.optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-4,
                                           fused=True)

@@ -1,8 +1,7 @@
 """Training step speed against the peers on one model: conv64 β-TCVAE (MWS, β = 6), batch 64, 64×64 binary images.
 
     .venv/bin/python benchmarks/peer_speed.py [--device cpu|cuda] [--steps 20] [--rounds 5]
-        [--ours both|fast|eager]
-        [--markdown FILE]
+        [--ours both|fast|eager] [--allocator both|shipped|same] [--markdown FILE]
 
 The peers come with the optional ``bench`` extra (``pip install -c constraints.txt -e ".[bench]"``);
 a peer that is not installed is skipped with a line saying so. Every variant starts from the same
@@ -20,26 +19,35 @@ binary 64×64 batches (same dataset, same index generator seed per round) and st
   ``inference.fit`` on ``build(...)`` of that config (its fast path, the default), one ``fit`` call
   of ``--steps`` steps per round, so each round also pays ``fit``'s set-up and its checked first
   step. No run directory is written (``train.py`` also writes a metrics line every 10 steps).
-* ``ours, eager``: the same with ``fit(..., fast=False)``: the step before the fast path. With
-  ``--ours both`` (the default) it runs in a process where the fast path has set the allocator
-  (:func:`inference.svi.keep_freed_memory`, process-wide, like every peer here);
-  ``--ours eager`` runs it alone with the peers, as the code ran before the fast path.
+* ``ours, eager``: the same with ``fit(..., fast=False)``: the step before the fast path.
+
+Each variant runs in its own process (``--worker``), started and warmed up one at a time; then the
+rounds are interleaved across the processes, with the order rotated each round, so load on the
+machine falls on all alike, and the median round is reported. Two allocator settings
+(``--allocator``, both by default, one table each):
+
+* ``same``: every process gets the allocator setting of ``fit``'s fast path
+  (:func:`inference.svi.keep_freed_memory`), so what differs is the step itself;
+* ``shipped``: each library as it ships: ours sets it (``fit``'s fast path), the peers and
+  ``fit(fast=False)`` run with glibc's defaults, which hand an activation's pages back to the kernel
+  after every step (the peers, as their users run them).
 
 The peers are timed on their loss and update only (no Lightning trainer, no pythae trainer), the
-most favourable way to run them. Rounds are interleaved, with the order rotated each round, so
-load on the machine falls on all alike; the median round is reported. Peak RSS is the process's
-high-water mark while that variant ran (reset before each of its rounds through
-``/proc/self/clear_refs``; the process's libraries are in it). Before timing, the losses are
-compared at the same z, as far as each peer's definition allows. Last line:
-``fastest_peer_over_ours=<fastest peer's s/step / ours>``.
+most favourable way to run them. Peak RSS is each process's high-water mark over its rounds (reset
+before each round through ``/proc/self/clear_refs``; the process's libraries are in it). Before
+timing, the losses are compared at the same z, in this process, as far as each peer's definition
+allows. Last lines: ``fastest_peer_over_ours_same_allocator=`` (with both tables) and
+``fastest_peer_over_ours=<fastest peer's s/step / ours>`` of the last table (``shipped`` by default).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -50,6 +58,7 @@ from torch.nn import functional as F
 
 from inference import build, fit, resolve_config
 from inference.handlers import local_params
+from inference.svi import keep_freed_memory
 from ppl_data.base import TensorData
 
 BATCH, BETA, LR = 64, 6.0, 1e-4
@@ -279,6 +288,127 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def dataset() -> TensorData:
+    images = (torch.rand(DATASET_SIZE, 1, 64, 64, generator=torch.Generator().manual_seed(0)) < 0.5)
+    return TensorData(images.to(torch.uint8) * 255, name="random binary 64x64")
+
+
+#: The variants, in table order: name -> how to build it from our seed-0 pair (every variant starts
+#: from the same encoder and decoder weights).
+VARIANTS = ("ours", "ours, eager", "plain", "pythae", "disent")
+PEERS = {"plain": Plain, "pythae": Pythae, "disent": Disent}
+
+
+def make_variant(key, data, device):
+    """The variant ``key`` on ``device``, all from the weights of ``torch.manual_seed(0)``'s pair."""
+    torch.manual_seed(0)
+    ours = Ours(data, fast=key != "ours, eager")
+    ours.model.to(device), ours.guide.to(device)
+    if key in ("ours", "ours, eager"):
+        return ours
+    return PEERS[key](copy.deepcopy(ours.guide.encoder), copy.deepcopy(ours.model.decoder), len(data))
+
+
+def run_once(variant, data, steps, seed, device):
+    if isinstance(variant, Ours):
+        variant.run(steps, seed, device)
+    else:
+        peer_steps(variant, data, steps, seed, device)
+
+
+def worker(args) -> int:
+    """One variant in its own process: warm up, then time a round for every line read from stdin."""
+    warnings.filterwarnings("ignore")  # Lightning's "self.log() without a trainer", numba notices
+    device, data = torch.device(args.device), dataset()
+    try:
+        variant = make_variant(args.worker, data, device)
+    except ImportError as err:
+        print(json.dumps({"skipped": f"not installed ({err.name}); pip install -c constraints.txt -e '.[bench]'"}),
+              flush=True)
+        return 0
+    if args.allocator == "same" and device.type == "cpu":
+        keep_freed_memory()  # what fit's fast path sets in its own process, given to every variant
+    run_once(variant, data, args.steps, 10_000, device)  # warm-up: allocator, first-step checks, lazy imports
+    sync(device)
+    print(json.dumps({"name": variant.name, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        reset_peak_rss()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t = time.perf_counter()
+        run_once(variant, data, args.steps, int(line), device)
+        sync(device)
+        print(json.dumps({"s": (time.perf_counter() - t) / args.steps, "rss": peak_rss_mib(),
+                          "gpu": torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else 0.0}),
+              flush=True)
+    return 0
+
+
+def time_variants(keys, args, allocator):
+    """Median s/step, peak RSS and GPU memory of each variant, each in its own process, in
+    interleaved rounds (order rotated each round). Variants that cannot run are reported and left out."""
+    procs, names = {}, {}
+    for key in keys:  # started one at a time, so no warm-up overlaps another's
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", key, "--device", args.device,
+                                 "--steps", str(args.steps), "--allocator", allocator],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        hello = json.loads(proc.stdout.readline() or '{"skipped": "the worker died (its stderr is above)"}')
+        if "skipped" in hello:
+            print(f"{key}: skipped, {hello['skipped']}")
+            proc.wait()
+            continue
+        procs[key], names[key] = proc, hello["name"]
+    times = {k: [] for k in procs}
+    rss = {k: 0.0 for k in procs}
+    gpu = {k: 0.0 for k in procs}
+    order = list(procs)
+    for r in range(args.rounds):
+        for key in order[r % len(order):] + order[:r % len(order)]:
+            procs[key].stdin.write(f"{r}\n")
+            reply = json.loads(procs[key].stdout.readline())
+            times[key].append(reply["s"])
+            rss[key], gpu[key] = max(rss[key], reply["rss"]), max(gpu[key], reply["gpu"])
+    for proc in procs.values():
+        proc.stdin.close()
+        proc.wait()
+    return {k: (names[k], statistics.median(times[k]), rss[k], gpu[k]) for k in procs}
+
+
+ALLOCATOR_TEXT = {
+    "shipped": "each variant in its own process as its library ships it (ours: fit's fast path, which keeps "
+               "glibc's freed memory; the peers and fit(fast=False): glibc's defaults)",
+    "same": "each variant in its own process, every one with the allocator setting of fit's fast path "
+            "(inference.svi.keep_freed_memory): the difference left is the step itself",
+}
+
+
+def report(results, args, device, allocator):
+    """The table and ``fastest peer's s/step / ours``; None if ours or every peer is missing."""
+    ours_t = results["ours"][1] if "ours" in results else math.nan
+    cuda = device.type == "cuda"
+    lines = [f"conv64 β-TCVAE (MWS, β = {BETA:g}), batch {BATCH}, random binary 64x64, device {device}, "
+             f"{torch.get_num_threads()} threads, torch {torch.__version__}; {args.rounds} interleaved "
+             f"rounds x {args.steps} steps, median round; allocator: {ALLOCATOR_TEXT[allocator]}",
+             "",
+             "| variant | s/step | images/s | peak RSS MiB | " + ("peak GPU MiB | " if cuda else "")
+             + "s/step over ours |",
+             "|---|---|---|---|" + ("---|" if cuda else "") + "---|"]
+    for name, t, rss, gpu in results.values():
+        lines.append(f"| {name} | {t:.4f} | {BATCH / t:.0f} | {rss:.0f} | "
+                     + (f"{gpu:.0f} | " if cuda else "") + f"{t / ours_t:.2f} |")
+    print("\n".join(lines))
+    peers = [results[k][1] for k in PEERS if k in results]
+    ratio = min(peers) / ours_t if peers and "ours" in results else None
+    if args.markdown:
+        from markdown_table import append_rows  # benchmarks/ is on sys.path when run as a script
+        append_rows(args.markdown, [
+            (f"peer_speed, conv64 β-TCVAE, allocator {allocator}", name, BATCH, BATCH / t, t,
+             f"{t / ours_t:.2f}× ours' time; peak RSS {rss:.0f} MiB" + (f", GPU {gpu:.0f} MiB" if cuda else "")
+             + (f"; fastest_peer_over_ours={ratio:.3f}" if key == "ours" and ratio else ""))
+            for key, (name, t, rss, gpu) in results.items()])
+    return ratio
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -286,90 +416,44 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--ours", choices=("both", "fast", "eager"), default="both",
                    help="which of our steps to time: fit's fast path, fit(fast=False), or both")
+    p.add_argument("--allocator", choices=("shipped", "same", "both"), default="both",
+                   help="the variants' allocator: as each library ships it, fit's setting for all, or both tables")
     p.add_argument("--markdown", help="also append the table to this markdown file")
+    p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one variant's process
     args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
     device = torch.device(args.device)
-    warnings.filterwarnings("ignore")  # Lightning's "self.log() without a trainer", numba notices
+    warnings.filterwarnings("ignore")
 
-    images = (torch.rand(DATASET_SIZE, 1, 64, 64, generator=torch.Generator().manual_seed(0)) < 0.5)
-    data = TensorData(images.to(torch.uint8) * 255, name="random binary 64x64")
-    torch.manual_seed(0)
-    ours = Ours(data, fast=args.ours != "eager")
-    init = (copy.deepcopy(ours.guide.encoder), copy.deepcopy(ours.model.decoder))
-    variants = [ours]
-    if args.ours == "both":
-        eager = Ours(data, fast=False)
-        eager.model.load_state_dict(ours.model.state_dict())
-        eager.guide.load_state_dict(ours.guide.state_dict())
-        variants.append(eager)
+    data = dataset()
+    ours = make_variant("ours", data, device)
     peers = []
-    for kind in (Plain, Pythae, Disent):
-        encoder, decoder = (copy.deepcopy(m).to(device) for m in init)
+    for key in PEERS:
         try:
-            peers.append(kind(encoder, decoder, len(data)))
-        except ImportError as err:
-            print(f"{kind.name}: skipped, not installed ({err.name}); pip install -c constraints.txt "
-                  f"-e '.[bench]'")
-    variants += peers
-    for v in variants:
-        if isinstance(v, Ours):
-            v.model.to(device), v.guide.to(device)
+            peers.append(make_variant(key, data, device))
+        except ImportError:
+            pass  # said once the workers start
     compare_losses(ours, peers, data, device)
+    del ours, peers
 
-    def run_once(v, seed):
-        if isinstance(v, Ours):
-            v.run(args.steps, seed, device)
-        else:
-            peer_steps(v, data, args.steps, seed, device)
-
-    for v in variants:  # warm-up: allocator, first-step checks, lazy imports
-        run_once(v, 10_000)
-    sync(device)
-    times = {v.name: [] for v in variants}
-    rss = {v.name: 0.0 for v in variants}
-    gpu = {v.name: 0.0 for v in variants}
-    for r in range(args.rounds):
-        order = variants[r % len(variants):] + variants[:r % len(variants)]
-        for v in order:
-            reset_peak_rss()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            t = time.perf_counter()
-            run_once(v, r)
-            sync(device)
-            times[v.name].append((time.perf_counter() - t) / args.steps)
-            rss[v.name] = max(rss[v.name], peak_rss_mib())
-            if device.type == "cuda":
-                gpu[v.name] = max(gpu[v.name], torch.cuda.max_memory_allocated(device) / 2 ** 20)
-
-    median = {k: statistics.median(t) for k, t in times.items()}
-    ours_t = median[ours.name]
-    lines = [f"conv64 β-TCVAE (MWS, β = {BETA:g}), batch {BATCH}, random binary 64x64, device {device}, "
-             f"{torch.get_num_threads()} threads, torch {torch.__version__}; {args.rounds} interleaved "
-             f"rounds x {args.steps} steps, median round",
-             "",
-             "| variant | s/step | images/s | peak RSS MiB | " + ("peak GPU MiB | " if device.type == "cuda" else "")
-             + "s/step over ours |",
-             "|---|---|---|---|" + ("---|" if device.type == "cuda" else "") + "---|"]
-    for v in variants:
-        t = median[v.name]
-        lines.append(f"| {v.name} | {t:.4f} | {BATCH / t:.0f} | {rss[v.name]:.0f} | "
-                     + (f"{gpu[v.name]:.0f} | " if device.type == "cuda" else "") + f"{t / ours_t:.2f} |")
-    print("\n".join(lines))
-    if not peers:
-        print("no peer ran", file=sys.stderr)
+    keys = [k for k in VARIANTS if not (k == "ours, eager" and args.ours == "fast")
+            and not (k == "ours" and args.ours == "eager")]
+    # ours must be timed for a ratio; --ours eager times the eager step as "ours"
+    modes = ("same", "shipped") if args.allocator == "both" else (args.allocator,)
+    ratios = {}
+    for allocator in modes:
+        results = time_variants(keys, args, allocator)
+        if args.ours == "eager" and "ours, eager" in results:
+            results = {"ours": results.pop("ours, eager"), **results}
+        ratios[allocator] = report(results, args, device, allocator)
+        print()
+    if any(r is None for r in ratios.values()):
+        print("no peer ran, or ours did not", file=sys.stderr)
         return 1
-    fastest = min(median[v.name] for v in peers)
-    last = f"fastest_peer_over_ours={fastest / ours_t:.3f}"
-    if args.markdown:
-        from markdown_table import append_rows  # benchmarks/ is on sys.path when run as a script
-        append_rows(args.markdown, [
-            ("peer_speed, conv64 β-TCVAE", v.name, BATCH, BATCH / median[v.name], median[v.name],
-             f"{median[v.name] / ours_t:.2f}× ours' time; peak RSS {rss[v.name]:.0f} MiB"
-             + (f", GPU {gpu[v.name]:.0f} MiB" if device.type == "cuda" else "")
-             + (f"; {last}" if v is ours else ""))
-            for v in variants])
-    print(last)
+    if "same" in ratios and len(ratios) > 1:
+        print(f"fastest_peer_over_ours_same_allocator={ratios['same']:.3f}")
+    print(f"fastest_peer_over_ours={ratios[modes[-1]]:.3f}")
     return 0
 
 

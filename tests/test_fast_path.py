@@ -160,3 +160,29 @@ def test_fast_argument_is_checked(images):
 def test_keep_freed_memory_is_idempotent():
     first = keep_freed_memory()
     assert keep_freed_memory() is first
+
+
+def test_channels_last_reaches_single_channel_layers_so_every_activation_shares_one_layout():
+    """A (32, 1, 4, 4) weight is contiguous in both layouts; left with default strides, oneDNN runs
+    that layer channels-first, and its ReLU's backward meets a channels-last gradient (slow path)."""
+    from guides.nets import Conv64Encoder
+    from ppl_models.nets import Conv64Decoder
+    from inference.svi import channels_last_strides, restore_layout, to_channels_last
+
+    torch.manual_seed(0)
+    encoder, decoder = Conv64Encoder(1, 4), Conv64Decoder(4, 1)
+    before = {k: v.clone() for k, v in {**encoder.state_dict(), **decoder.state_dict()}.items()}
+    moved = to_channels_last(encoder) + to_channels_last(decoder)
+    assert len(moved) == 8  # every conv weight, the two single-channel ones included
+    outputs = []
+    for conv in [*encoder.conv, *decoder.deconv]:
+        if isinstance(conv, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            conv.register_forward_hook(lambda m, i, o: outputs.append(o))
+    x = (torch.rand(3, 1, 64, 64) < 0.5).float()  # the batch as the data gives it
+    decoder(encoder(x)[0]).sum().backward()
+    assert len(outputs) == 8
+    assert all(o.stride() == channels_last_strides(o.shape) for o in outputs if o.shape[1] > 1)
+    restore_layout(moved)
+    after = {**encoder.state_dict(), **decoder.state_dict()}
+    assert all(torch.equal(before[k], after[k]) and after[k].is_contiguous() for k in before)
+    assert encoder.conv[0].weight.stride() == (16, 16, 4, 1)  # the default strides are back
