@@ -98,6 +98,43 @@ def test_the_shared_run_store_keys_resolved_configs():
     assert len(dip) == 10  # every grid point of configs/sweeps/dip_study_quick.yaml
 
 
+def test_a_record_of_another_protocol_is_run_again_and_kept_off_the_page(tmp_path):
+    calls = []
+    repro = _counting(calls)
+    steps = {"n": 100}
+    repro.protocol = lambda budget: {"steps": steps["n"]}
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    reproduce(repro, budget="cpu", runs=runs, results=results, only=("a",), log=lambda *_: None)
+    steps["n"] = 200  # the budget grew: a's records are stale, b has none
+    assert collect(repro, runs, "cpu") == {}
+    reproduce(repro, budget="cpu", runs=runs, results=results, only=("a",), seeds=(0,), log=lambda *_: None)
+    assert calls == [("a", 0), ("a", 1), ("a", 0)]
+    assert set(collect(repro, runs, "cpu")["a"]) == {0}  # seed 1 is still of the old protocol
+    record = json.loads((runs / "toy" / "cpu" / "a" / "seed_0" / "row.json").read_text())
+    assert record["protocol"] == {"steps": 200}
+
+
+def test_a_longer_budget_continues_the_shorter_run_into_the_same_run(tmp_path, one_thread, monkeypatch):
+    """15k steps continued to 25k are the 25k-step run: every parameter equal, bit for bit."""
+    import torch
+
+    from inference.reproduce import shapes
+    from inference.runs import load_run
+
+    settings, base = shapes.BASELINES["β-TCVAE"], shapes.BASE["tiny"]
+    monkeypatch.setitem(shapes.CONTINUES, "tiny", (10,))
+    short = shapes.trained(tmp_path / "a", "tiny", settings, 0, {**base, "steps": 10})
+    longer = shapes.trained(tmp_path / "a", "tiny", settings, 0, {**base, "steps": 20})
+    fresh = shapes.trained(tmp_path / "b", "tiny", settings, 0, {**base, "steps": 20})
+    assert short != longer and json.loads((longer / "summary.json").read_text())["step"] == 20
+    assert len((longer / "metrics.jsonl").read_text().splitlines()) == 2  # steps 10 (copied) and 20
+    ours, theirs = load_run(longer).guide.state_dict(), load_run(fresh).guide.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    ours, theirs = load_run(longer).model.state_dict(), load_run(fresh).model.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def _tiny(paper, tmp_path, *extra):
     argv = [paper, "--budget", "tiny", "--seeds", "0", "--runs", str(tmp_path / "runs"),
             "--results", str(tmp_path / "results"), *extra]

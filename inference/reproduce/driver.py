@@ -7,7 +7,12 @@ asked for, each into ``runs/<paper>/<budget>/<row>/seed_<k>`` (outside the work 
 session resumes them), and skips every (row, seed) whose ``row.json`` is already there: killing a
 reproduction loses at most the runs in flight, and those resume from their last checkpoint.
 
-The page ``results/<paper>.md`` is written from every ``row.json`` of the budget (so ``--only ROW``
+A reproduction may name its budget's protocol (``protocol(budget)``: steps, sizes, whatever its
+numbers depend on beyond the row's settings). Every ``row.json`` records it, and a record of another
+protocol is stale: it is run again (its trained runs continue where the paper's run store allows)
+and the page never mixes protocols.
+
+The page ``results/<paper>.md`` is written from every current ``row.json`` of the budget (so ``--only ROW``
 adds rows to one page); ``results/<paper>.json`` holds the claims, which :func:`write_index`
 gathers into ``RESULTS.md``. Numbers are shown as mean ± standard deviation over seeds (sample
 standard deviation, ``ddof=1``; one seed shows no spread).
@@ -64,6 +69,11 @@ class Reproduction:
     seeds: tuple = (0, 1, 2)
     figures: Callable | None = None
     notes: dict = field(default_factory=dict)  # budget -> text printed under the page's header
+    protocol: Callable[[str], dict] | None = None  # budget -> what its numbers depend on beyond the row
+
+    def protocol_of(self, budget: str):
+        """The budget's protocol as a ``row.json`` stores it (JSON round-tripped), ``None`` if unnamed."""
+        return None if self.protocol is None else json.loads(json.dumps(self.protocol(budget), default=str))
 
 
 def stats(values) -> tuple[float, float, int]:
@@ -105,13 +115,23 @@ def row_dir(runs: Path, paper: str, budget: str, row: str, seed: int) -> Path:
     return Path(runs) / paper / budget / row / f"seed_{seed}"
 
 
+def current(repro: Reproduction, path: Path, budget: str) -> dict | None:
+    """The ``row.json`` at ``path`` if it exists and was run under the budget's present protocol."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("protocol") == repro.protocol_of(budget) else None
+
+
 def collect(repro: Reproduction, runs: Path, budget: str) -> dict:
-    """{row: {seed: numbers}} of every finished (row, seed) of ``budget`` under ``runs``."""
+    """{row: {seed: numbers}} of every finished (row, seed) of ``budget`` under ``runs`` (current protocol)."""
     out = {}
     for row in repro.rows(budget):
         folder = Path(runs) / repro.name / budget / row
         for path in sorted(folder.glob(f"seed_*/{ROW_FILE}")):
-            record = json.loads(path.read_text())
+            record = current(repro, path, budget)
+            if record is None:
+                continue
             out.setdefault(row, {})[int(record["seed"])] = record["numbers"] | {"wall_s": record["wall_s"]}
     return out
 
@@ -138,14 +158,14 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
             continue
         for seed in seeds:
             folder = row_dir(runs, repro.name, budget, row, seed)
-            if (folder / ROW_FILE).is_file():
+            if current(repro, folder / ROW_FILE, budget) is not None:
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             log(f"[{repro.name}] {row} seed {seed} -> {folder}")
             t0 = time.perf_counter()
             numbers = repro.run(row, settings, seed, folder, budget)
             record = {"paper": repro.name, "row": row, "seed": seed, "budget": budget, "settings": settings,
-                      "numbers": numbers, "wall_s": time.perf_counter() - t0,
+                      "protocol": repro.protocol_of(budget), "numbers": numbers, "wall_s": time.perf_counter() - t0,
                       "command": command}
             atomic_write_text(folder / ROW_FILE, json.dumps(record, indent=2, default=float) + "\n")
             log(f"[{repro.name}] {row} seed {seed}: " + ", ".join(
@@ -220,4 +240,4 @@ def write_index(results: Path) -> Path:
 
 
 __all__ = ["Claim", "Reproduction", "BUDGETS", "VERDICTS", "stats", "column", "fmt", "separated", "table",
-           "row_dir", "collect", "reproduce", "judged", "write_page", "write_index"]
+           "row_dir", "current", "collect", "reproduce", "judged", "write_page", "write_index"]
