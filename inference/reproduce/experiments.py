@@ -105,6 +105,7 @@ def _robust_claims(results, budget):
 ROBUST_REPRO = Reproduction(
     "robust", "Claim 6: robust pose/appearance disentangling, the ablation of Table 1",
     rows=_robust_rows, run=_run_robust, page=_robust_page, claims=_robust_claims,
+    protocol=lambda budget: {"train": ROBUST[budget], "triplets": ROBUST_TRIPLETS[budget]},
     notes={"tiny": "Smoke test only.",
            "cpu": "32×32 procedural sprites, conv32 nets, batch 64, lr 1e-3, l_γ = 0.1, 3000 steps, one core.",
            "gpu": "64×64, conv64, batch 16, lr 2e-4, 100,000 steps, l_γ = 0.01 (authors' code)."})
@@ -116,11 +117,15 @@ MSVAE = {"tiny": dict(steps1=10, steps2=10, n_eval=64, n_probe=64, mlp_iter=5, b
 MSVAE_MODELS = ("betatc", "msvae", "big_betatc")
 
 
+def _msvae_settings(budget):
+    from ..papers import msvae
+    return {**(msvae.PAPER if budget == "gpu" else msvae.QUICK), **MSVAE[budget]}
+
+
 def _run_msvae(row, settings, seed, folder, budget):
     from ..papers import msvae
 
-    s = {**(msvae.PAPER if budget == "gpu" else msvae.QUICK), **MSVAE[budget]}
-    res = msvae.run_experiment(s, folder / "experiment", models=MSVAE_MODELS, seed=seed)
+    res = msvae.run_experiment(_msvae_settings(budget), folder / "experiment", models=MSVAE_MODELS, seed=seed)
     return {f"{m}/{k}": v for m, r in res["rows"].items() for k, v in r.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -168,12 +173,21 @@ def _msvae_claims(results, budget):
 MSVAE_REPRO = Reproduction(
     "msvae", "Claim 4: MS-VAE against an equal-size β-TCVAE, and the conditioning metrics M1–M4",
     rows=lambda budget: {"experiment": {}}, run=_run_msvae, page=_msvae_page, claims=_msvae_claims,
+    protocol=lambda budget: {"settings": _msvae_settings(budget), "models": MSVAE_MODELS},
     notes={"tiny": "Smoke test only.", "cpu": "The experiment's quick settings (inference.papers.msvae.QUICK).",
            "gpu": "The paper's settings (inference.papers.msvae.PAPER)."})
 
 
 # -- claim 5: VITAE -----------------------------------------------------------------------------------
 VITAE = {"tiny": dict(steps=10, n_train=256, n_eval=64, batch_size=16), "cpu": {}, "gpu": {}}
+
+
+def _vitae_protocol(budget):
+    from ..papers import vitae
+    gpu = budget == "gpu"
+    return {"given": VITAE[budget],
+            "swap": vitae.EXPERIMENT_PAPER if gpu else vitae.EXPERIMENT_QUICK,
+            "stability": vitae.STABILITY_PAPER if gpu else vitae.STABILITY_QUICK}
 
 
 def _vitae_rows(budget):
@@ -250,6 +264,7 @@ def _vitae_claims(results, budget):
 VITAE_REPRO = Reproduction(
     "vitae", "Claim 5: VITAE, C-VITAE's swap test and the transformers' stability",
     rows=_vitae_rows, run=_run_vitae, page=_vitae_page, claims=_vitae_claims,
+    protocol=_vitae_protocol,
     notes={"tiny": "Smoke test only.", "cpu": "The experiments' quick settings (32×32 procedural shapes).",
            "gpu": "The supplement's settings."})
 
