@@ -2,7 +2,6 @@
 
 import math
 
-import pyro
 import pytest
 import torch
 from torch.autograd.functional import jacobian

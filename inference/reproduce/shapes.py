@@ -401,15 +401,20 @@ def _dpvae_claims(results, budget):
         if a not in results or b not in results:
             continue
         fv_a, fv_b = column(results, a, "factor_vae"), column(results, b, "factor_vae")
-        diff = stats(fv_b)[0] - stats(fv_a)[0]
+        (mean_a, std_a, _), (mean_b, std_b, _) = stats(fv_a), stats(fv_b)
+        diff, spread = mean_b - mean_a, max(std_a, std_b)
         paper = PAPER_FACTOR_VAE[name]
+        # Kept within the margin only if it is so even one seed spread lower; lost only if even one
+        # spread higher it is not.
+        verdict = ("inconclusive" if min(len(fv_a), len(fv_b)) < 2 else "holds" if diff - spread >= -MARGIN
+                   else "does not hold" if diff + spread < -MARGIN else "inconclusive")
         claims.append(Claim(
             f"{name}: the flow prior keeps disentanglement (FactorVAE score)",
             f"{paper} on MNIST (supplement Table 2); largest drop of any ELBO {MARGIN}",
             f"{fmt(fv_a)} → {fmt(fv_b)} (Δ {diff:+.3f}); MIG {fmt(column(results, a, 'mig'))} → "
-            f"{fmt(column(results, b, 'mig'))}",
-            "inconclusive" if min(len(fv_a), len(fv_b)) < 2 else "holds" if diff >= -MARGIN else "does not hold",
-            f"the drop {-diff:+.3f} against the paper's largest, {MARGIN}"))
+            f"{fmt(column(results, b, 'mig'))}", verdict,
+            f"the score changes by {diff:+.3f} ± {spread:.3f} (larger seed spread) against an allowed drop of "
+            f"{MARGIN}"))
         for key, label in (("fid_prior", "prior samples"), ("fid_lpgen", "LP-Gen samples")):
             fa, fb = column(results, a, key), column(results, b, key)
             sep = separated(fa, fb)
@@ -428,9 +433,10 @@ def _dpvae_figures(results, out, budget):
 
     folder = out / "dpvae_two_moons"
     if not (folder / "two_moons.png").is_file():
-        import shutil
         shutil.rmtree(folder, ignore_errors=True)
         run_two_moons(folder, quick=budget != "gpu", steps=50 if budget == "tiny" else None, seed=0)
+        for prior in ("normal", "flow"):  # the pages keep the figure and its table, not the trained runs
+            shutil.rmtree(folder / prior, ignore_errors=True)
     return [f"dpvae_two_moons/{p.name}" for p in sorted(folder.glob("*.png"))]
 
 
