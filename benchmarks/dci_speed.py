@@ -12,7 +12,6 @@ axis-aligned one), so only the metric's own work is timed. The per-factor classi
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics_speed import LinearShapes, representation  # noqa: E402
 
+from inference.cli import OneLineParser, positive_int  # noqa: E402
 from inference import metrics as M  # noqa: E402
 
 
@@ -34,14 +34,14 @@ def disentangled(d: int = 10, seed: int = 0):
     return lambda x: x @ mix + 0.05 * torch.randn(x.shape[0], d, generator=gen)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--train", type=int, default=10_000)
-    p.add_argument("--test", type=int, default=5_000)
+def main(argv=None):
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--train", type=positive_int, default=10_000)
+    p.add_argument("--test", type=positive_int, default=5_000)
     p.add_argument("--models", nargs="+", default=["gbt", "forest"])
     p.add_argument("--n-jobs", type=int, default=-1)
     p.add_argument("--codes", choices=("entangled", "disentangled"), default="entangled")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     data = LinearShapes()
     rep = representation() if args.codes == "entangled" else disentangled()
     codes, factors = M.sample_codes(data, rep, args.train, torch.Generator().manual_seed(1))

@@ -16,7 +16,6 @@ One process, interleaved rounds with the order rotated, median round; the plain 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import statistics
@@ -30,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer_speed import BATCH, DATASET_SIZE, Ours, Plain, peer_steps  # noqa: E402
 
+from inference.cli import OneLineParser, positive_int  # noqa: E402
 from inference.svi import keep_freed_memory, to_channels_last  # noqa: E402
 from ppl_data.base import TensorData  # noqa: E402
 
@@ -84,9 +84,9 @@ def run_phase(title, variants, data, args, device):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=7)
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--rounds", type=positive_int, default=7)
     p.add_argument("--compile", action="store_true", help="also time fit with torch.compile'd nets")
     args = p.parse_args(argv)
     device = torch.device("cpu")

@@ -19,11 +19,11 @@ here only the random forest at ``--dci-points`` and GBT at ``--gbt-points``.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
+from inference.cli import OneLineParser, positive_int
 from inference import metrics as M
 from ppl_data import GroundTruthData
 
@@ -63,12 +63,12 @@ def disent():
         return None, None
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dci-points", type=int, default=10_000)
-    p.add_argument("--gbt-points", type=int, default=1_000)
+def main(argv=None):
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dci-points", type=positive_int, default=10_000)
+    p.add_argument("--gbt-points", type=positive_int, default=1_000)
     p.add_argument("--skip-gbt", action="store_true")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data, rep = LinearShapes(), representation()
     codes, factors = M.sample_codes(data, rep, 10_000, torch.Generator().manual_seed(1))

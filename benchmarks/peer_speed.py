@@ -56,6 +56,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from inference.cli import OneLineParser, default_device, positive_int, torch_device
 from inference import build, fit, resolve_config
 from inference.handlers import local_params
 from inference.svi import keep_freed_memory
@@ -410,10 +411,10 @@ def report(results, args, device, allocator):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--steps", type=int, default=20, help="steps per variant per round")
-    p.add_argument("--rounds", type=int, default=5)
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", type=torch_device, default=default_device())
+    p.add_argument("--steps", type=positive_int, default=20, help="steps per variant per round")
+    p.add_argument("--rounds", type=positive_int, default=5)
     p.add_argument("--ours", choices=("both", "fast", "eager"), default="both",
                    help="which of our steps to time: fit's fast path, fit(fast=False), or both")
     p.add_argument("--allocator", choices=("shipped", "same", "both"), default="both",

@@ -7,7 +7,6 @@ load on the machine hits all alike; the median step time per ELBO is reported. L
 ``max_overhead=<worst time ratio to the plain ELBO over all but FactorVAE>``.
 """
 
-import argparse
 import copy
 import statistics
 import time
@@ -16,6 +15,7 @@ import pyro
 import torch
 
 import ppl_data
+from inference.cli import OneLineParser, default_device, positive_int, torch_device
 from inference import build, resolve_config
 from inference.elbo import TermsELBO
 from inference.elbos import BetaELBO, BetaTCELBO, CapacityELBO, DIPELBO, FactorELBO, InfoELBO
@@ -39,12 +39,12 @@ def time_steps(model, guide, loss, batches, device):
     return (time.perf_counter() - t0) / len(batches)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args()
+def main(argv=None):
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--rounds", type=positive_int, default=3)
+    p.add_argument("--device", type=torch_device, default=default_device())
+    args = p.parse_args(argv)
     device = torch.device(args.device)
     data = ppl_data.DSprites()
     config = resolve_config("vae", {"net": "conv64"})

@@ -7,22 +7,22 @@ Last line: ``images_per_second=<float32 images/s>``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
+from inference.cli import OneLineParser, default_device, positive_int, torch_device
 import torch
 
 from ppl_data import DSprites
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch", type=int, default=10_000)
-    p.add_argument("--repeats", type=int, default=5)
+def main(argv=None):
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", type=torch_device, default=default_device())
+    p.add_argument("--batch", type=positive_int, default=10_000)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--markdown", help="also append the rows to this markdown file")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     data = DSprites()
     factors = data.sample_factors(args.batch, generator=torch.Generator().manual_seed(0)).to(args.device)
     rates = {}

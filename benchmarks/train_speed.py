@@ -19,7 +19,6 @@ plain PyTorch) and ``ratio_pyro_over_plain=<ours / plain>`` (target ≤ 1.10).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -27,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 import ppl_data
+from inference.cli import OneLineParser, default_device, positive_int, torch_device
 from inference import build, fit, resolve_config
 from peer_speed import plain_loss  # benchmarks/ is on sys.path when run as a script
 
@@ -54,15 +54,15 @@ def plain_steps(model_name, encoder, decoder, optimizer, data, steps, generator,
         torch.cuda.synchronize(device)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=("vae", "betatc"), default="vae")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--device", type=torch_device, default=default_device())
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--steps", type=positive_int, default=40)
+    p.add_argument("--rounds", type=positive_int, default=5)
     p.add_argument("--markdown", help="also append the rows to this markdown file")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     device, batch = torch.device(args.device), args.batch_size
     data = ppl_data.load("dsprites")
     config = resolve_config(args.model, BETATC if args.model == "betatc" else {"beta": VAE_BETA})

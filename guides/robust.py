@@ -20,7 +20,6 @@ from ppl_models.registration import pyro_module
 from ppl_models.robust import pose_scale_handler
 
 
-
 class PointEncoder(nn.Module):
     """A deterministic encoder: the location head of a Gaussian encoder (its scale is unused)."""
 

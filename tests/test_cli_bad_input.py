@@ -414,3 +414,25 @@ def test_experiment_settings_refuse_earlier_results_unless_force(tmp_path):
     with pytest.raises(ConfigError, match="--force"):
         experiment_settings(p.parse_args([]), {}, {"steps": 1})
     assert experiment_settings(p.parse_args(["--force"]), {}, {"steps": 1}) == ({"steps": 1}, out)
+
+
+@pytest.mark.parametrize("name, argv, named", [
+    ("peer_speed", ["--steps", "0"], "'0'"),
+    ("peer_speed", ["--allocator", "mine"], "'mine'"),
+    ("train_speed", ["--rounds", "x"], "'x'"),
+    ("render_speed", ["--batch", "-5"], "'-5'"),
+    ("dci_speed", ["--train", "0"], "'0'"),
+    ("fast_path_parts", ["--steps", "1.5"], "'1.5'"),
+])
+def test_benchmarks_refuse_bad_flags_in_one_line(name, argv, named, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks import their neighbours
+    try:
+        spec = importlib.util.spec_from_file_location(f"_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with pytest.raises(SystemExit) as exit_:
+            module.main(argv)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and named in err, err

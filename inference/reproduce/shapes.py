@@ -36,8 +36,7 @@ import torch
 from ..checkpoint import atomic_write_text
 from ..report import evaluate_run
 from ..runs import load_data, load_run, train_run
-from .. import svi
-from ..svi import CHECKPOINT, SUMMARY
+from ..svi import CHECKPOINT, CONFIG as RUN_CONFIG, METRICS as RUN_METRICS, SUMMARY
 from .driver import Claim, Reproduction, column, fmt, separated, stats, table
 
 CPU_STEPS = 25_000
@@ -89,7 +88,7 @@ def protocol(budget: str) -> dict:
 def store_dir(runs: Path, budget: str, settings: dict, seed: int, base: dict | None = None) -> Path:
     """Where the run of ``settings`` (a catalog model's flags) at ``budget`` and ``seed`` lives: keyed
     by the resolved config (defaults filled in), so equal runs share a folder however they were named.
-    ``base``: the budget's settings (default :data:`BASE`\ ``[budget]``)."""
+    ``base``: the budget's settings (default ``BASE[budget]``)."""
     from ..catalog import resolve_config
 
     hyper = {k: v for k, v in settings.items() if k != "model"}
@@ -125,7 +124,7 @@ def continue_from(runs: Path, budget: str, settings: dict, seed: int, base: dict
         staging = run_dir.with_name(run_dir.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        for name in (svi.CONFIG, CHECKPOINT, svi.METRICS):
+        for name in (RUN_CONFIG, CHECKPOINT, RUN_METRICS):
             shutil.copy2(shorter / name, staging / name)
         shutil.rmtree(run_dir, ignore_errors=True)  # empty or a partial copy: no checkpoint was in it
         staging.rename(run_dir)  # whole or not at all
