@@ -65,15 +65,52 @@ def test_rows_resume_one_by_one_and_the_page_shows_every_finished_row(tmp_path):
     assert "rows: ['a', 'b']" in page and "Seeds: 0, 1" in page and "**holds**" in page
     index = (tmp_path / "RESULTS.md").read_text()
     assert "[toy](results/toy.md)" in index and "b beats a" in index
-    # a row killed before its row.json was written runs again; the others are kept
+    # a row killed before its row.json was written (so before any page showed it) runs again; the others are kept
     (runs / "toy" / "cpu" / "b" / "seed_1" / "row.json").unlink()
+    (results / "toy.json").unlink()
     reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
     assert calls[-1] == ("b", 1) and len(calls) == 5
     assert set(collect(repro, runs, "cpu")["b"]) == {0, 1}
     # pages only: nothing runs, the page is rewritten from what is there
-    (runs / "toy" / "cpu" / "a" / "seed_0" / "row.json").unlink()
     out = reproduce(repro, budget="cpu", runs=runs, results=results, train=False, log=lambda *_: None)
-    assert len(calls) == 5 and set(out["results"]["a"]) == {1}
+    assert len(calls) == 5 and set(out["results"]["a"]) == {0, 1}
+
+
+def test_a_page_keeps_its_records_so_a_clean_clone_rewrites_it_the_same(tmp_path):
+    import shutil
+
+    calls = []
+    repro = _counting(calls)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
+    page, claims = (results / "toy.md").read_text(), json.loads((results / "toy.json").read_text())["claims"]
+    shutil.rmtree(runs)  # the session's run folder is gone; results/ is what was committed
+    out = reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
+    assert len(calls) == 4  # nothing ran again: the page's records count as finished
+    assert out["results"]["b"] == {0: {"score": 10, "wall_s": pytest.approx(0, abs=1)},
+                                   1: {"score": 11, "wall_s": pytest.approx(0, abs=1)}}
+    assert (results / "toy.md").read_text() == page
+    assert json.loads((results / "toy.json").read_text())["claims"] == claims
+    # a page of another protocol lends no records
+    repro.protocol = lambda budget: {"steps": 1}
+    assert collect(repro, runs, "cpu", results) == {}
+
+
+def test_a_page_without_records_is_not_overwritten_by_one_missing_its_rows(tmp_path):
+    calls = []
+    repro = _counting(calls)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    results.mkdir()
+    legacy = {"paper": "toy", "title": "A toy", "budget": "cpu", "seeds": [0, 1], "wall_s": 1.0, "claims": []}
+    (results / "toy.json").write_text(json.dumps(legacy))
+    (results / "toy.md").write_text("the old page\n")
+    with pytest.raises(ConfigError, match="before pages kept their row records.*'a' seed 0"):
+        reproduce(repro, budget="cpu", runs=runs, results=results, train=False, log=lambda *_: None)
+    with pytest.raises(ConfigError, match="2 \\(row, seed\\)"):  # b's seeds are still missing
+        reproduce(repro, budget="cpu", runs=runs, results=results, only=("a",), log=lambda *_: None)
+    assert (results / "toy.md").read_text() == "the old page\n"  # nothing overwritten
+    reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)  # every row: allowed
+    assert "records" in json.loads((results / "toy.json").read_text())
 
 
 def test_tiny_budget_never_gives_a_verdict_and_bad_rows_are_refused(tmp_path):

@@ -14,7 +14,8 @@ and the page never mixes protocols.
 
 The page ``results/<paper>.md`` is written from every current ``row.json`` of the budget (so ``--only ROW``
 adds rows to one page); ``results/<paper>.json`` holds the claims, which :func:`write_index`
-gathers into ``RESULTS.md``. Numbers are shown as mean ± standard deviation over seeds (sample
+gathers into ``RESULTS.md``, and every row's per-seed numbers, so that ``--pages-only`` rewrites the
+page the same on a clean clone, where the run folder is gone. Numbers are shown as mean ± standard deviation over seeds (sample
 standard deviation, ``ddof=1``; one seed shows no spread).
 """
 
@@ -123,9 +124,26 @@ def current(repro: Reproduction, path: Path, budget: str) -> dict | None:
     return record if record.get("protocol") == repro.protocol_of(budget) else None
 
 
-def collect(repro: Reproduction, runs: Path, budget: str) -> dict:
-    """{row: {seed: numbers}} of every finished (row, seed) of ``budget`` under ``runs`` (current protocol)."""
+def page_record(repro: Reproduction, results: Path | None, budget: str) -> dict | None:
+    """``results/<paper>.json`` if it was written at ``budget`` (``None`` otherwise)."""
+    path = None if results is None else Path(results) / f"{repro.name}.json"
+    if path is None or not path.is_file():
+        return None
+    page = json.loads(path.read_text())
+    return page if page.get("budget") == budget else None
+
+
+def collect(repro: Reproduction, runs: Path, budget: str, results: Path | None = None) -> dict:
+    """{row: {seed: numbers}} of every finished (row, seed) of ``budget`` (current protocol): the
+    records the page in ``results`` keeps, overlaid by the ``row.json`` files under ``runs``. So a
+    page can be rewritten from a clean clone, where the run folder of the session that ran it is gone."""
     out = {}
+    page = page_record(repro, results, budget)
+    if page is not None and page.get("protocol") == repro.protocol_of(budget):
+        rows = repro.rows(budget)
+        for row, per_seed in page.get("records", {}).items():
+            if row in rows:
+                out[row] = {int(seed): numbers for seed, numbers in per_seed.items()}
     for row in repro.rows(budget):
         folder = Path(runs) / repro.name / budget / row
         for path in sorted(folder.glob(f"seed_*/{ROW_FILE}")):
@@ -153,12 +171,13 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
     if unknown:
         raise ConfigError(f"--only {unknown[0]!r} is not a row of {repro.name}; its rows: {', '.join(rows)}")
     seeds = tuple(repro.seeds if not seeds else seeds)
+    done = collect(repro, runs, budget, results)  # the page's records count as finished
     for row, settings in rows.items():
         if (only and row not in only) or not train:
             continue
         for seed in seeds:
             folder = row_dir(runs, repro.name, budget, row, seed)
-            if current(repro, folder / ROW_FILE, budget) is not None:
+            if seed in done.get(row, {}) or current(repro, folder / ROW_FILE, budget) is not None:
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             log(f"[{repro.name}] {row} seed {seed} -> {folder}")
@@ -170,10 +189,27 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
             atomic_write_text(folder / ROW_FILE, json.dumps(record, indent=2, default=float) + "\n")
             log(f"[{repro.name}] {row} seed {seed}: " + ", ".join(
                 f"{k}={v:.4g}" for k, v in numbers.items() if isinstance(v, (int, float))))
-    found = collect(repro, runs, budget)
+    found = collect(repro, runs, budget, results)
+    refuse_legacy(repro, found, budget, Path(results))
     page = write_page(repro, found, budget=budget, results=Path(results), command=command, runs=Path(runs))
     write_index(Path(results))
     return {"results": found, "claims": judged(repro, found, budget), "page": page}
+
+
+def refuse_legacy(repro: Reproduction, found: dict, budget: str, results: Path) -> None:
+    """Refuse to overwrite a page written before pages kept their row records (its per-seed numbers
+    live only in its markdown) unless every row of the paper has each of its seeds: anything less
+    could silently drop rows the page shows."""
+    page = page_record(repro, results, budget)
+    if page is None or "records" in page or not page.get("seeds"):
+        return
+    missing = [(row, s) for row in repro.rows(budget) for s in page["seeds"] if s not in found.get(row, {})]
+    if missing:
+        row, s = missing[0]
+        raise ConfigError(
+            f"{results / (repro.name + '.md')} was written before pages kept their row records, and "
+            f"{len(missing)} (row, seed) of it are not under the run folder (first: {row!r} seed {s}): point "
+            f"--runs at the folder that holds them, run them again, or delete the page to start it anew")
 
 
 def judged(repro: Reproduction, found: dict, budget: str) -> list[Claim]:
@@ -212,7 +248,9 @@ def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, 
     atomic_write_text(path, "\n".join(lines))
     atomic_write_text(results / f"{repro.name}.json", json.dumps(
         {"paper": repro.name, "title": repro.title, "budget": budget, "seeds": seeds, "wall_s": wall,
-         "command": command, "claims": [c.__dict__ for c in claims]}, indent=2) + "\n")
+         "command": command, "claims": [c.__dict__ for c in claims], "protocol": repro.protocol_of(budget),
+         "records": {row: {str(s): numbers for s, numbers in sorted(per_seed.items())}
+                     for row, per_seed in found.items()}}, indent=2, default=float) + "\n")
     return path
 
 
@@ -240,4 +278,4 @@ def write_index(results: Path) -> Path:
 
 
 __all__ = ["Claim", "Reproduction", "BUDGETS", "VERDICTS", "stats", "column", "fmt", "separated", "table",
-           "row_dir", "current", "collect", "reproduce", "judged", "write_page", "write_index"]
+           "row_dir", "current", "page_record", "collect", "refuse_legacy", "reproduce", "judged", "write_page", "write_index"]
