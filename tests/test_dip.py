@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import torch
 
 from inference import sweep
 from inference.metrics.beta_vae import compute_beta_vae
+from inference.report import evaluate_run
 from inference.papers import dip
 from ppl_data import load
 
@@ -74,6 +76,14 @@ def test_one_trial_of_the_quick_study_in_process(tmp_path):
     # the §3 protocol as a function of a run directory: the same numbers again
     again = dip.evaluate(trial.run_dir, sizes=study.evaluate["sizes"])
     assert again["metrics"]["beta_vae"] == beta_vae
+    # disentanglement_lib's logistic reading of the same features, beside the SVM: equal to the
+    # evaluation driver's with that classifier, and nothing in the run directory is rewritten
+    before = (Path(trial.run_dir) / "report.json").read_text()
+    ref = dip.reference_beta_vae(trial.run_dir, sizes=study.evaluate["sizes"])
+    assert (Path(trial.run_dir) / "report.json").read_text() == before
+    copy = shutil.copytree(trial.run_dir, tmp_path / "copy")
+    want = evaluate_run(copy, ("beta_vae",), sizes=study.evaluate["sizes"], beta_vae_classifier="logistic")
+    assert ref == want["metrics"]["beta_vae"] and ref["classifier"] == "logistic"
 
 
 @pytest.mark.slow

@@ -210,3 +210,35 @@ def test_dpvae_keeps_disentanglement_only_when_one_seed_spread_lower_is_still_in
     assert verdict([0.40, 0.60], [0.39, 0.59]) == "inconclusive"   # Δ −0.01, spread 0.141
     assert verdict([0.80, 0.82], [0.60, 0.62]) == "does not hold"  # Δ −0.20, spread 0.014
     assert verdict([0.5], [0.5]) == "inconclusive"                 # one seed
+
+
+def test_a_stability_run_trained_only_if_it_ends_no_worse_than_the_slowest_learning_rate():
+    from inference.reproduce.experiments import _trained, _vitae_claims
+
+    # VITAE supplement Fig. 1: a run that diverged may still end finite (a collapsed decoder, -1e6)
+    numbers = [{"affine/lr=0.0001": -130.0, "affine/lr=0.1": -1e6, "affine_decomp/lr=0.0001": -129.0,
+                "affine_decomp/lr=0.1": -29.0, "affine_diffeo/lr=0.0001": -128.0, "affine_diffeo/lr=0.1": -31.0},
+               {"affine/lr=0.0001": -131.0, "affine/lr=0.1": -35.0, "affine_decomp/lr=0.0001": -128.0,
+                "affine_decomp/lr=0.1": float("nan"), "affine_diffeo/lr=0.0001": -127.0,
+                "affine_diffeo/lr=0.1": -300.0}]
+    results = {"stability": dict(enumerate(numbers))}
+    assert _trained(results, "affine", "0.1") == (1, 2)         # -1e6 is finite but below -130
+    assert _trained(results, "affine_decomp", "0.1") == (1, 2)  # NaN
+    assert _trained(results, "affine_diffeo", "0.1") == (1, 2)  # -300 < -127
+    assert _trained(results, "affine", "0.0001") == (2, 2)      # the floor trains by definition
+    claim = _vitae_claims(results, "cpu")[1]
+    assert claim.verdict == "inconclusive" and "3/4 runs" in claim.ours  # 3 each: no parametrisation ahead
+
+
+def test_an_experiment_that_cannot_resume_keeps_the_folder_it_replaces(tmp_path):
+    from inference.reproduce.experiments import _fresh
+
+    out = tmp_path / "experiment"
+    assert _fresh(out) == out and not out.exists()  # nothing there: nothing moved
+    out.mkdir()
+    assert _fresh(out) == out and out.is_dir()      # empty: kept as it is
+    for k in range(2):
+        (out / "results.json").write_text(str(k))
+        assert _fresh(out) == out and not out.exists()
+        assert (tmp_path / f"experiment.stale-{k}" / "results.json").read_text() == str(k)
+        out.mkdir()

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..cli import check_output_dir
 from ..metrics.beta_vae import compute_beta_vae
-from ..report import evaluate_run
+from ..report import Evaluation, evaluate_run
 from ..sweep import Study, apply_overrides, expand, read_study_file, run_sweep
 
 BETA_VAE_CLASSIFIER = "svm"  # §3: one-vs-rest linear SVM, C = 0.01 (hinge), regulariser weight 1
@@ -52,6 +52,17 @@ def evaluate(run_dir, *, full: bool = False, device: str = "cpu", seed: int = 0,
     metric with the SVM); writes ``report.json`` / ``report.md`` into ``run_dir`` and returns the report."""
     return evaluate_run(run_dir, SECTIONS, full=full, device=device, seed=seed, sizes=sizes,
                         beta_vae_classifier=BETA_VAE_CLASSIFIER)
+
+
+def reference_beta_vae(run_dir, *, full: bool = False, device: str = "cpu", seed: int = 0,
+                       sizes: dict | None = None) -> dict:
+    """The β-VAE metric of a trained run with disentanglement_lib's logistic regression, on the same
+    features as :func:`evaluate`'s SVM (the same sizes and generator seed): the reference
+    implementation's reading beside the paper's. Writes nothing into ``run_dir``."""
+    ev = Evaluation(Path(run_dir), full, device, seed, beta_vae_classifier="logistic", sizes=sizes)
+    ev.progress = False
+    ev.beta_vae()
+    return ev.report["metrics"]["beta_vae"]
 
 
 def _study_raw(study_file, sets) -> dict:

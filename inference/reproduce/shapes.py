@@ -93,7 +93,7 @@ def dip_base(budget: str) -> dict:
 
 
 def dip_protocol(budget: str) -> dict:
-    return {"train": dip_base(budget), "eval": SIZES[budget]}
+    return {"train": dip_base(budget), "eval": SIZES[budget], "beta_vae_classifiers": ["svm", "logistic"]}
 
 
 # -- the shared run store ---------------------------------------------------------------------------
@@ -286,23 +286,32 @@ def dip_rows(budget: str) -> dict:
 
 
 def _run_dip(row, settings, seed, folder, budget):
-    """The §3 protocol: the β-VAE metric with the linear SVM and the reconstruction error."""
-    from ..papers.dip import evaluate
+    """The §3 protocol: the β-VAE metric with the linear SVM and the reconstruction error; beside it
+    the metric with disentanglement_lib's logistic regression on the same features."""
+    from ..papers.dip import evaluate, reference_beta_vae
 
     run_dir = trained(runs_root(folder), budget, settings, seed, dip_base(budget))
+    full, sizes = budget == "gpu", SIZES[budget]
 
     def compute():
-        m = evaluate(run_dir, full=budget == "gpu", seed=seed, sizes=SIZES[budget])["metrics"]
+        m = evaluate(run_dir, full=full, seed=seed, sizes=sizes)["metrics"]
         return {"beta_vae": m["beta_vae"]["eval_accuracy"], "recon_l2": m["reconstruction"]["l2"]}
-    return cached(run_dir, "dip_protocol", compute)
+
+    def logistic():
+        return {"beta_vae_logistic": reference_beta_vae(run_dir, full=full, seed=seed, sizes=sizes)["eval_accuracy"]}
+    return {**cached(run_dir, "dip_protocol", compute), **cached(run_dir, "dip_logistic", logistic)}
 
 
 def _dip_page(results, budget):
-    rows = [[name, fmt(column(results, name, "beta_vae")), fmt(column(results, name, "recon_l2"), 4)]
+    rows = [[name, fmt(column(results, name, "beta_vae")), fmt(column(results, name, "recon_l2"), 4),
+             fmt(column(results, name, "beta_vae_logistic"))]
             for name in dip_rows(budget) if name in results]
     return ("β-VAE metric with the paper's one-vs-rest linear SVM, C = 0.01 (§3); reconstruction: "
-            "mean squared error per pixel of the decoded posterior mean on held-out images.\n\n"
-            + table(["model", "β-VAE metric (SVM)", "recon L2/pixel"], rows))
+            "mean squared error per pixel of the decoded posterior mean on held-out images. The claim is "
+            "judged on the SVM; the last column scores the same features with disentanglement_lib's "
+            "logistic regression. The SVM's C = 0.01 underfits codes of this scale (training accuracy "
+            "≈ its test accuracy), which is why it reads far lower than the logistic regression.\n\n"
+            + table(["model", "β-VAE metric (SVM)", "recon L2/pixel", "β-VAE metric (logistic)"], rows))
 
 
 def _best(results, prefix):
