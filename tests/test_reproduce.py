@@ -242,3 +242,12 @@ def test_an_experiment_that_cannot_resume_keeps_the_folder_it_replaces(tmp_path)
         assert _fresh(out) == out and not out.exists()
         assert (tmp_path / f"experiment.stale-{k}" / "results.json").read_text() == str(k)
         out.mkdir()
+
+
+def test_a_row_that_reused_a_stored_run_counts_its_training_time_once():
+    from inference.reproduce.driver import row_seconds
+
+    assert row_seconds({"wall_s": 2.0, "train_s": 300.0}) == 300.0   # re-evaluated: the training counts
+    assert row_seconds({"wall_s": 320.0, "train_s": 300.0}) == 320.0  # trained here: not counted twice
+    assert row_seconds({"wall_s": 5.0, "train_s": float("nan")}) == 5.0
+    assert row_seconds({"wall_s": 5.0}) == 5.0

@@ -225,19 +225,28 @@ def judged(repro: Reproduction, found: dict, budget: str) -> list[Claim]:
     return claims
 
 
+def row_seconds(numbers: dict) -> float:
+    """A finished row's compute: its own wall time, or the training time of the stored run it reused
+    (``train_s``) when that is longer (a row re-evaluated later took seconds, its training minutes)."""
+    train = numbers.get("train_s", 0.0)
+    return max(numbers["wall_s"], train if isinstance(train, (int, float)) and math.isfinite(train) else 0.0)
+
+
 def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, command: str,
                runs: Path) -> Path:
     """``results/<paper>.md`` (tables, claims, command, seeds, wall time, budget) and ``<paper>.json``."""
     results.mkdir(parents=True, exist_ok=True)
     seeds = sorted({s for per_seed in found.values() for s in per_seed})
-    wall = sum(n["wall_s"] for per_seed in found.values() for n in per_seed.values())
+    wall = sum(row_seconds(n) for per_seed in found.values() for n in per_seed.values())
     claims = judged(repro, found, budget)
     figures = repro.figures(found, results, budget) if repro.figures and found else []
     lines = [f"# {repro.title}", "",
-             f"- Command: `{command or f'python scripts/reproduce.py {repro.name} --budget {budget}'}`",
+             f"- Command: `python scripts/reproduce.py {repro.name} --budget {budget}"
+             f"{' --seeds ' + ','.join(map(str, seeds)) if seeds else ''}` (resumes: finished rows are kept)",
              f"- Budget: `{budget}`. " + repro.notes.get(budget, ""),
              f"- Seeds: {', '.join(map(str, seeds)) or 'none yet'}; numbers are mean ± std over seeds.",
-             f"- Wall time: {wall / 60:.1f} minutes of runs (one process each, summed), "
+             f"- Wall time: {wall / 60:.1f} minutes of runs (one process each, summed; a trained run reused "
+             f"from the run store counts its training time), "
              f"run directories under `{runs}/{repro.name}/{budget}`.", ""]
     lines += [repro.page(found, budget), ""]
     for name in figures:
