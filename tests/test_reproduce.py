@@ -185,7 +185,9 @@ def test_reproduce_script_runs_a_row_at_the_tiny_budget(tmp_path, one_thread):
     _tiny("robust", tmp_path, "--only", "e) full")
     row = json.loads((tmp_path / "runs" / "robust" / "tiny" / "e) full" / "seed_0" / "row.json").read_text())
     assert all(math.isfinite(v) for v in row["numbers"].values())
-    assert "e) full" in (tmp_path / "results" / "robust.md").read_text()
+    page = (tmp_path / "results" / "robust.md").read_text()
+    assert "e) full" in page and "![robust_trajectories.png]" in page  # λ and γ over the steps
+    assert (tmp_path / "results" / "robust_trajectories.png").stat().st_size > 0
 
 
 @pytest.mark.slow

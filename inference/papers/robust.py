@@ -31,6 +31,7 @@ References
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -483,15 +484,16 @@ def box_plot(results, path, epsilon):
     plt.close(fig)
 
 
-def trajectories(out, variants, path, epsilon):
-    """I_T, I_T′ (with ε), γ and λ against the step, from each run's metrics.jsonl."""
+def trajectories(runs: dict, path, epsilon, title: str | None = None):
+    """I_T, I_T′ (with ε), γ and λ against the step, from the metrics.jsonl of each run of ``runs``
+    ({variant: run folder})."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for v in variants:
-        rows = [json.loads(line) for line in (out / v / "metrics.jsonl").read_text().splitlines()]
+    for v, run_dir in runs.items():
+        rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
         step = [r["step"] for r in rows]
         line, = axes[0].plot(step, [r["I_T"] for r in rows], label=LABELS[v], lw=1)
         axes[0].plot(step, [r["I_T_prime"] for r in rows], ls=":", color=line.get_color(), lw=1)
@@ -502,6 +504,8 @@ def trajectories(out, variants, path, epsilon):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
     axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -569,7 +573,7 @@ def run_robust_ablation(out, *, quick: bool = False, variants=ORDER, triplets: i
     (out / "results.md").write_text(f"settings: {json.dumps(s)}, triplets {triplets}\n\n" + md)
     (out / "results.json").write_text(json.dumps(
         {v: {k: x for k, x in r.items() if k != "errors"} for v, r in results.items()}, indent=2) + "\n")
-    trajectories(out, list(results), out / "trajectories.png", s["epsilon"])
+    trajectories({v: out / v for v in results}, out / "trajectories.png", s["epsilon"])
     box_plot({**results, "copy_pose": {"errors": baseline}}, out / "transfer_box.png", s["epsilon"])
     print(md)
     return results

@@ -239,7 +239,7 @@ def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, 
     seeds = sorted({s for per_seed in found.values() for s in per_seed})
     wall = sum(row_seconds(n) for per_seed in found.values() for n in per_seed.values())
     claims = judged(repro, found, budget)
-    figures = repro.figures(found, results, budget) if repro.figures and found else []
+    figures = repro.figures(found, results, budget, runs=runs) if repro.figures and found else []
     lines = [f"# {repro.title}", "",
              f"- Command: `python scripts/reproduce.py {repro.name} --budget {budget}"
              f"{' --seeds ' + ','.join(map(str, seeds)) if seeds else ''}` (resumes: finished rows are kept)",

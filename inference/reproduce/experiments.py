@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .driver import Claim, Reproduction, column, fmt, separated, stats, table
+from .driver import Claim, Reproduction, column, fmt, row_dir, separated, stats, table
 
 # -- claim 6: robust pose/appearance ------------------------------------------------------------------
 #: cpu: the quick settings (32×32 sprites, conv32 nets, l_γ = 0.1) for 12,000 steps (~13 min on one
@@ -116,9 +116,30 @@ def _robust_claims(results, budget):
     return claims
 
 
+def _robust_figures(results, out, budget, runs=None):
+    """I_T, I_T′, γ and λ against the step for each variant's lowest finished seed (eqs. 18–24 at work)."""
+    from ..papers.robust import trajectories
+
+    if runs is None:
+        return []
+    folders = {}
+    for name, s in _robust_rows(budget).items():
+        if results.get(name):
+            seed = min(results[name])
+            run_dir = row_dir(runs, "robust", budget, name, seed) / "ablation" / s["variant"]
+            if (run_dir / "metrics.jsonl").is_file():
+                folders[s["variant"]] = run_dir
+    if not folders:
+        return []
+    seeds = sorted({min(results[n]) for n in results if results[n]})
+    trajectories(folders, out / "robust_trajectories.png", _epsilon(budget),
+                 title=f"training trajectories, seed {', '.join(map(str, seeds))} of each variant")
+    return ["robust_trajectories.png"]
+
+
 ROBUST_REPRO = Reproduction(
     "robust", "Claim 6: robust pose/appearance disentangling, the ablation of Table 1",
-    rows=_robust_rows, run=_run_robust, page=_robust_page, claims=_robust_claims,
+    rows=_robust_rows, run=_run_robust, page=_robust_page, claims=_robust_claims, figures=_robust_figures,
     protocol=lambda budget: {"train": ROBUST[budget], "triplets": ROBUST_TRIPLETS[budget]},
     notes={"tiny": "Smoke test only.",
            "cpu": ("32×32 procedural sprites, conv32 nets, batch 64, lr 1e-3, l_γ = 0.1, 12,000 steps, one core "

@@ -353,7 +353,7 @@ def _dip_claims(results, budget):
                   paper, ours, verdict, why)]
 
 
-def _dip_figures(results, out, budget):
+def _dip_figures(results, out, budget, runs=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -470,7 +470,7 @@ def _dpvae_claims(results, budget):
     return claims
 
 
-def _dpvae_figures(results, out, budget):
+def _dpvae_figures(results, out, budget, runs=None):
     """The two-moons figure (dpVAE supplement Fig. 1), regenerated at this budget, seed 0."""
     from ..papers.dpvae import run_two_moons
 
