@@ -51,7 +51,8 @@ def _run_robust(row, settings, seed, folder, budget):
     out = folder / "ablation"
     r = run_robust_ablation(out, quick=budget != "gpu", variants=(settings["variant"],),
                             triplets=ROBUST_TRIPLETS[budget], seed=seed, resume=out.is_dir(), **ROBUST[budget])
-    return {k: v for k, v in r[settings["variant"]].items() if k != "errors"}
+    numbers = {k: v for k, v in r[settings["variant"]].items() if k not in ("errors", "wall_s")}
+    return {**numbers, "train_s": r[settings["variant"]]["wall_s"]}  # over every session that trained it
 
 
 def _epsilon(budget):
