@@ -253,3 +253,24 @@ def test_a_row_that_reused_a_stored_run_counts_its_training_time_once():
     assert row_seconds({"wall_s": 320.0, "train_s": 300.0}) == 320.0  # trained here: not counted twice
     assert row_seconds({"wall_s": 5.0, "train_s": float("nan")}) == 5.0
     assert row_seconds({"wall_s": 5.0}) == 5.0
+
+
+def test_robust_claims_need_the_full_model_under_epsilon_before_comparing():
+    from inference.papers.robust import EPSILON, LABELS
+    from inference.reproduce.experiments import _robust_claims
+
+    def rows(**variants):  # variant -> [(I_T′, transfer)] per seed
+        return {LABELS[v]: {s: {"I_T_prime": i, "transfer_median": t, "recon_mse": t}
+                            for s, (i, t) in enumerate(seeds)} for v, seeds in variants.items()}
+
+    under, over = EPSILON - 0.05, EPSILON + 0.05
+    # Table 1: e) 0.1201 ≤ ε = 0.125; only e under ε: the comparison has nothing to compare
+    reached, compare = _robust_claims(rows(full=[(under, 0.005)] * 3, no_bias=[(over, 0.006)] * 3), "cpu")
+    assert reached.verdict == "holds" and compare.verdict == "inconclusive" and "e) transfers best" in compare.why
+    # e and c under ε, c worse beyond the seed spread: holds, on transfer and on reconstruction
+    claims = _robust_claims(rows(full=[(under, 0.0050), (under, 0.0051)],
+                                 no_bias=[(under, 0.0060), (under, 0.0061)]), "cpu")
+    assert [c.verdict for c in claims] == ["holds", "holds", "holds"]
+    # e over ε on average: the prerequisite and the claim both fail
+    claims = _robust_claims(rows(full=[(over, 0.005)] * 2), "cpu")
+    assert [c.verdict for c in claims] == ["does not hold", "does not hold"]
