@@ -500,8 +500,8 @@ def trajectories(runs: dict, path, epsilon, title: str | None = None):
         axes[1].plot(step, [r["gamma"] for r in rows], color=line.get_color(), lw=1)
         axes[2].plot(step, [r["lambda"] for r in rows], color=line.get_color(), lw=1)
     axes[0].axhline(epsilon, color="k", lw=0.8, ls="--")
-    for ax, title in zip(axes, ("I_T (solid), I_T′ (dotted), ε (dashed)", "γ", "λ")):
-        ax.set_title(title, fontsize=9)
+    for ax, name in zip(axes, ("I_T (solid), I_T′ (dotted), ε (dashed)", "γ", "λ")):
+        ax.set_title(name, fontsize=9)
         ax.set_xlabel("step")
     axes[0].legend(fontsize=7)
     if title:
