@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,sweep,tensorboard,h5]" 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(PY) -c "import torch, pyro, arviz, sklearn, matplotlib, ppl_data, inference"
 	touch $(STAMP)
 
@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 
 # The peers of benchmarks/peer_speed.py (pythae, disent): the optional `bench` extra, torch as pinned.
 bench-install: $(STAMP)
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,sweep,tensorboard,h5,bench]" 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 # GPU readiness, 8 minutes at most: the `cuda` tests (every family trains, resumes exactly and makes
 # its adaptive updates without a host sync), then the benchmarks on the GPU, into one markdown table
