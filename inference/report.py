@@ -136,7 +136,8 @@ class Evaluation:
         names = list(self.data.factor_names) or [f"factor{k}" for k in range(factors.shape[1])]
         mi = M.mutual_info_matrix(codes, factors)
         m["mig"] = {"value": M.mig(codes, factors), "num_points": len(codes), "num_bins": 20}
-        m["mutual_information"] = {"matrix": mi.tolist(), "factors": names}
+        m["mutual_information"] = {"matrix": mi.tolist(), "factors": names,
+                                   "factor_entropy": M.discrete_entropy(factors).tolist()}
         n_dci = min(s["dci_train"], len(codes))
         m["dci"] = {**M.dci(codes[:n_dci], factors[:n_dci], test_codes, test_factors,
                             model=self.dci_importance),

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from inference.cli import OneLineParser, check_output_dir, number_list, random_seed, run_main
-from inference.reproduce import BUDGETS, PAPERS, reproduce
+from inference.errors import ConfigError
+from inference.reproduce import BUDGETS, PAPERS, pilot64, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,8 @@ def make_parser() -> OneLineParser:
     p.add_argument("--only", action="append", default=[], metavar="ROW", help="run only this row (repeatable)")
     p.add_argument("--pages-only", action="store_true",
                    help="train nothing: rewrite the page from the rows already finished")
+    p.add_argument("--pilot", action="store_true",
+                   help="baselines only: the 64×64 pilot (β-TCVAE and VAE at each milestone; --only, --seeds narrow it)")
     p.add_argument("--runs", default=os.environ.get("REPRODUCE_RUNS") or str(ROOT.parent / "runs" / "reproduce"),
                    help="folder of the run directories, kept outside the work tree")
     p.add_argument("--results", default=str(ROOT / "results"), help="folder of the pages (RESULTS.md beside it)")
@@ -41,6 +44,12 @@ def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     check_output_dir(args.runs, continuing=True)
     check_output_dir(args.results, continuing=True)
+    if args.pilot:
+        if args.paper != "baselines":
+            raise ConfigError(f"--pilot is for baselines, not {args.paper!r}")
+        pilot64(args.runs, args.results, **({"rows": tuple(args.only)} if args.only else {}),
+                **({"seeds": tuple(args.seeds)} if args.seeds else {}))
+        return
     command = "python scripts/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     out = reproduce(args.paper, budget=args.budget, runs=args.runs, results=args.results, seeds=args.seeds,
                     only=args.only, command=command, train=not args.pages_only)

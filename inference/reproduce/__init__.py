@@ -10,12 +10,12 @@ from __future__ import annotations
 from .driver import BUDGETS, Claim, Reproduction, collect, write_index
 from .driver import reproduce as _reproduce
 from .experiments import MSVAE_REPRO, ROBUST_REPRO, VITAE_REPRO
-from .shapes import BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO
+from .shapes import BASELINES32_REPRO, BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO, pilot64
 from ..errors import ConfigError
 
 #: Every reproduction, by the name ``scripts/reproduce.py`` takes.
 PAPERS: dict[str, Reproduction] = {r.name: r for r in (
-    BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO, MSVAE_REPRO, VITAE_REPRO, ROBUST_REPRO)}
+    BASELINES_REPRO, BASELINES32_REPRO, DIP_REPRO, DPVAE_REPRO, MSVAE_REPRO, VITAE_REPRO, ROBUST_REPRO)}
 
 
 def reproduce(paper: str, *, budget: str = "cpu", runs, results, seeds=None, only=(), command: str = "",
@@ -27,4 +27,4 @@ def reproduce(paper: str, *, budget: str = "cpu", runs, results, seeds=None, onl
                       command=command, log=log, train=train)
 
 
-__all__ = ["PAPERS", "BUDGETS", "Claim", "Reproduction", "reproduce", "collect", "write_index"]
+__all__ = ["pilot64", "PAPERS", "BUDGETS", "Claim", "Reproduction", "reproduce", "collect", "write_index"]

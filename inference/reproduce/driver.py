@@ -35,7 +35,9 @@ from ..errors import ConfigError
 
 ROW_FILE = "row.json"
 STATUS = "STATUS.md"  # hand-written status in results/, shown at the top of RESULTS.md
-BUDGETS = ("tiny", "cpu", "gpu")  # tiny: the tests' smoke budget; cpu: this laptop's; gpu: the papers'
+#: tiny: the tests' smoke budget; cpu: this laptop's; cpu64: this laptop's at the field's 64×64 (the
+#: baselines, issue 25); gpu: the papers'. A reproduction names the budgets it has (``budgets``).
+BUDGETS = ("tiny", "cpu", "cpu64", "gpu")
 VERDICTS = ("holds", "does not hold", "inconclusive")
 
 
@@ -71,6 +73,9 @@ class Reproduction:
     figures: Callable | None = None
     notes: dict = field(default_factory=dict)  # budget -> text printed under the page's header
     protocol: Callable[[str], dict] | None = None  # budget -> what its numbers depend on beyond the row
+    budgets: tuple = ("tiny", "cpu", "gpu")  # the budgets this reproduction has
+    #: (results folder, budget) -> markdown printed under the page's tables, from records kept there
+    appendix: Callable[[Path, str], str] | None = None
 
     def protocol_of(self, budget: str):
         """The budget's protocol as a ``row.json`` stores it (JSON round-tripped), ``None`` if unnamed."""
@@ -166,6 +171,8 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
     """
     if budget not in BUDGETS:
         raise ConfigError(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if budget not in repro.budgets:
+        raise ConfigError(f"--budget {budget} is not a budget of {repro.name}; its budgets: {', '.join(repro.budgets)}")
     rows = repro.rows(budget)
     unknown = [r for r in only if r not in rows]
     if unknown:
@@ -249,6 +256,8 @@ def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, 
              f"from the run store counts its training time), "
              f"run directories under `{runs}/{repro.name}/{budget}`.", ""]
     lines += [repro.page(found, budget), ""]
+    if repro.appendix is not None:
+        lines += [repro.appendix(results, budget), ""]
     for name in figures:
         lines += [f"![{name}]({name})", ""]
     lines += ["## Claims", "", table(["claim", "paper", "ours", "verdict", "why"],
