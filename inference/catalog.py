@@ -2,8 +2,9 @@
 
 Every objective is a :class:`~inference.pairs.ModelSpec`: a name, a builder and its hyperparameters
 with their defaults (from the papers). ``MODELS`` is built here, explicitly, from the baseline
-objectives below and the ``SPECS`` lists of the paper modules; nothing registers itself on import,
-so the catalog imports the papers and never the reverse. ``scripts/train.py`` offers a flag for each
+objectives below and the VITAE pair's ``SPECS`` (:mod:`inference.vitae_pair`); nothing registers
+itself on import. The catalog is generic machinery: it never imports ``inference.papers`` (the paper
+modules import it), a rule ``tests/test_layering.py`` checks. ``scripts/train.py`` offers a flag for each
 hyperparameter; a run's config records them, so :func:`inference.runs.load_run` rebuilds the pair.
 A user adds an objective of their own with :func:`register_model`.
 
@@ -17,7 +18,7 @@ from .elbo import TermsELBO
 from .elbos import BetaELBO, BetaTCELBO, CapacityELBO, DIPELBO, FactorELBO, InfoELBO
 from .errors import ConfigError
 from .pairs import COMMON_DEFAULTS, ModelSpec, vae_pair
-from .papers.vitae import SPECS as VITAE_SPECS
+from .vitae_pair import SPECS as VITAE_SPECS
 
 
 def _build_vae(config, data_shape, dataset_size):

@@ -7,8 +7,9 @@ dec 64-64), the appearance nets a little more than the perspective nets ("benefi
 higher capacity"). The encoders' softplus head gives the variance σ² (Table 1;
 :class:`guides.vitae.VITAEEncoder`). The likelihood is Bernoulli by default (MNIST, §2); with
 ``likelihood="gaussian"`` its variance is fixed to σ²_decoder = 0.1 (§2, SMPL), i.e. ``obs_scale``
-= √0.1 (a standard deviation, as for every model). ``SPECS`` lists them for
-:mod:`inference.catalog`; nothing registers itself here.
+= √0.1 (a standard deviation, as for every model). The pair and the two objectives (``SPECS``) are
+built in :mod:`inference.vitae_pair`, below the catalog, and re-exported here: this module imports
+the catalog, never the reverse.
 
 **Evaluation.** :func:`test_elbo` (per-item test ELBO), :func:`disentanglement` (normalised MI of
 each latent group with each factor, and MIG), :func:`swap_test` (decode(z_persp(x2), z_app(x1)):
@@ -43,113 +44,17 @@ import torch
 from torch.nn import functional as F
 
 import ppl_data
-from guides.vitae import CVITAEGuide, UVITAEGuide, VITAEEncoder
-from ppl_models.likelihoods import make_likelihood
-from ppl_models.nets import MLPDecoder
-from ppl_models.spatial import TRANSFORMERS, make_transformer
-from ppl_models.vitae import VITAEModel, canonical_shape, perspective_decoder
 
+from ..catalog import build, resolve_config
 from ..cli import check_batch_size, check_output_dir, default_device
 from ..elbo import TermsELBO
-from ..errors import ConfigError, NonFiniteLossError
+from ..errors import NonFiniteLossError
 from ..metrics import discrete_entropy, mig_terms, mutual_info_matrix
-from ..pairs import ModelSpec
 from ..pictures import save_grid
 from ..posterior import encode_batched
 from ..svi import fit
-
-# Supplement §2: VITAE nets have about half the VAE's neurons, appearance a bit more than perspective.
-APP_ENCODER, APP_DECODER = (80, 40), (40, 40)
-PERSP_ENCODER, PERSP_DECODER = (48, 24), (24, 24)
-
-VITAE_PARAMS = {
-    "persp_dim": 2,  # supplement Table 1: d = 2 for VITAE models (MNIST)
-    "app_dim": 2,  # supplement Table 1
-    "transformer": "affine_diffeo",  # supplement §3: the most stable parametrisation
-    "cpab_tessellation": "2,4",  # supplement §2 (SMPL): [2, 4], zero boundary -> dim θ = 30
-    "beta": 1.0,
-    # Gaussian likelihood's standard deviation: supplement §2 fixes σ²_decoder = 0.1 (SMPL), so √0.1.
-    # (Used with likelihood="gaussian"; the default, as for MNIST in Table 1, is Bernoulli.)
-    "obs_scale": math.sqrt(0.1),
-    # Side of the appearance decoder's canonical frame as a fraction of the image's (1 = the whole
-    # frame, the paper). Below 1 the canonical image is drawn at the centre and zero-padded, so the
-    # appearance path cannot place a small sprite anywhere: position must come from T_θ (ours).
-    "canonical_fraction": 1.0,
-    # Width multiplier of the appearance encoder/decoder hidden layers (1 = the supplement's sizes).
-    "app_width": 1,
-}
-
-
-def _tessellation(text: str):
-    try:
-        cells = tuple(int(t) for t in str(text).split(","))
-    except ValueError:
-        cells = ()
-    if len(cells) != 2 or min(cells) < 1:
-        raise ConfigError(f"cpab_tessellation must be two positive integers like '2,4', got {text!r}")
-    return cells
-
-
-def vitae_pair(config: dict, data_shape, dataset_size: int, conditional: bool):
-    """``(VITAEModel, UVITAEGuide or CVITAEGuide)`` for a config with the keys of ``VITAE_PARAMS``."""
-    if len(data_shape) != 3:
-        raise ConfigError(f"VITAE warps images: data must be (C, H, W), got shape {tuple(data_shape)}")
-    if config.get("net", "auto") not in ("auto", "mlp"):
-        raise ConfigError(f"VITAE uses the supplement's MLP nets; net must be 'auto' or 'mlp', "
-                          f"got {config['net']!r}")
-    dp, da = int(config["persp_dim"]), int(config["app_dim"])
-    for name, value in (("persp_dim", dp), ("app_dim", da)):
-        if value < 1:
-            raise ConfigError(f"{name} must be >= 1, got {value}")
-    name = config["transformer"]
-    if name not in TRANSFORMERS:
-        raise ConfigError(f"unknown transformer {name!r}; expected one of {', '.join(TRANSFORMERS)}")
-    kwargs = {"tessellation": _tessellation(config["cpab_tessellation"])} if name == "cpab" else {}
-    try:
-        transformer = make_transformer(name, **kwargs)
-        likelihood = make_likelihood(config["likelihood"], config["obs_scale"])
-    except (ValueError, ImportError) as err:
-        raise ConfigError(str(err)) from None
-    try:
-        canonical = canonical_shape(data_shape, float(config["canonical_fraction"]))
-    except (TypeError, ValueError):
-        raise ConfigError(f"canonical_fraction must be a number in (0, 1], got "
-                          f"{config['canonical_fraction']!r}") from None
-    width = int(config["app_width"])
-    if width < 1:
-        raise ConfigError(f"app_width must be an integer >= 1, got {config['app_width']!r}")
-    app_decoder = MLPDecoder(da, canonical, tuple(width * h for h in APP_DECODER))
-    persp_dec = perspective_decoder(dp, transformer.dim, PERSP_DECODER)
-    model = VITAEModel(app_decoder, persp_dec, transformer, dp, da, dataset_size, likelihood,
-                       canvas=tuple(data_shape[1:]))
-    persp_enc = VITAEEncoder(data_shape, dp, PERSP_ENCODER)
-    app_enc = VITAEEncoder(data_shape, da, tuple(width * h for h in APP_ENCODER))
-    if conditional:
-        guide = CVITAEGuide(persp_enc, app_enc, persp_dec, transformer, dataset_size)
-    else:
-        guide = UVITAEGuide(persp_enc, app_enc, dataset_size)
-    return model, guide
-
-
-def _builder(conditional: bool):
-    def build(config, data_shape, dataset_size):
-        model, guide = vitae_pair(config, data_shape, dataset_size, conditional)
-        beta = float(config["beta"])
-        if not (beta > 0 and math.isfinite(beta)):
-            raise ConfigError(f"beta must be > 0, got {beta}")
-        return model, guide, TermsELBO(kl_scale=beta)
-    return build
-
-
-#: The objectives of this paper, collected by :mod:`inference.catalog`.
-SPECS = [
-    ModelSpec("vitae_u", _builder(False), dict(VITAE_PARAMS),
-              "U-VITAE: z_persp, z_app with independent encoders; --transformer "
-              f"{'|'.join(TRANSFORMERS)}"),
-    ModelSpec("vitae_c", _builder(True), dict(VITAE_PARAMS),
-              "C-VITAE: z_app's encoder sees x warped back by T⁻¹(z_persp)"),
-]
-
+from ..vitae_pair import (APP_DECODER, APP_ENCODER, PERSP_DECODER, PERSP_ENCODER, SPECS,  # noqa: F401
+                          VITAE_PARAMS, vitae_pair)
 
 # == evaluation protocol ==========================================================================
 PERSPECTIVE_FACTORS = ("scale", "orientation", "pos_x", "pos_y")  # dSprites pose = perspective
@@ -369,8 +274,6 @@ def train_model(run_dir, model_key: str, overrides: dict, train_data, s: dict, d
                 log_every: int = 50):
     """``(model, guide, seconds)``: the catalog's ``model_key`` trained with the settings ``s``
     (``steps``, ``batch_size``, ``lr``, ``warmup_steps``) from ``seed``, in eval mode."""
-    from ..catalog import build, resolve_config  # here: the catalog imports this module for SPECS
-
     cfg = resolve_config(model_key, overrides)
     pyro.set_rng_seed(seed)
     model, guide, loss = build(cfg, train_data.data_shape, len(train_data))
