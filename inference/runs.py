@@ -26,6 +26,7 @@ from .checkpoint import load_checkpoint
 from .cli import (check_batch_size, check_output_dir, default_device, finite_float, non_negative_int,
                   positive_float, positive_int, random_seed, torch_device)
 from .errors import CheckpointError, ConfigError
+from .lp_gen import aggregate_log_density, encode_posterior, low_posterior_samples
 from .pairs import COMMON_DEFAULTS
 from .pictures import prior_samples, reconstructions, save_grid
 from .svi import CHECKPOINT, CONFIG, METRICS, FitResult, fit, pair_module
@@ -280,8 +281,6 @@ def sample_run(run_dir, *, lp_gen: bool = False, num: int = 64, fraction: float 
     Returns ``{"path", "mean_log_q"}`` (the decoded codes' mean log q(z)), with LP-Gen also
     ``"kept"`` and ``"rest_log_q"`` (the mean log q(z) of the draws left out).
     """
-    from .papers.dpvae import aggregate_log_density, encode_posterior, low_posterior_samples
-
     run_dir = Path(run_dir)
     read_run_config(run_dir)
     keep = fraction if fraction is not None else num / pool
