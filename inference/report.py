@@ -62,7 +62,7 @@ class Evaluation:
 
     def __init__(self, run_dir: Path, full: bool, device: str, seed: int,
                  dci_importance: str = "gbt", beta_vae_classifier: str = "logistic",
-                 sizes: dict | None = None):
+                 sizes: dict | None = None, beta_vae_balanced: bool = False):
         if dci_importance not in M.DCI_IMPORTANCE_MODELS:
             raise ConfigError(f"unknown DCI importance model {dci_importance!r}; expected one of "
                               f"{M.DCI_IMPORTANCE_MODELS}")
@@ -70,6 +70,7 @@ class Evaluation:
             raise ConfigError(f"unknown β-VAE metric classifier {beta_vae_classifier!r}; expected one "
                               f"of {M.BETA_VAE_CLASSIFIERS}")
         self.dci_importance, self.beta_vae_classifier = dci_importance, beta_vae_classifier
+        self.beta_vae_balanced = bool(beta_vae_balanced)  # DIP §3: every factor fixed equally often
         self.progress = True  # progress bars of the interventional metrics (off in sweeps)
         self.dir, self.device, self.seed = run_dir, torch.device(device), seed
         self.run = load_run(run_dir, device=device)
@@ -93,7 +94,8 @@ class Evaluation:
                        "step": self.run.step, "mode": "full" if full else "quick",
                        "sizes": dict(self.sizes),
                        "metric_options": {"dci_importance": dci_importance,
-                                          "beta_vae_classifier": beta_vae_classifier},
+                                          "beta_vae_classifier": beta_vae_classifier,
+                                          "beta_vae_balanced": self.beta_vae_balanced},
                        "metrics": {}, "skipped": [], "files": [],
                        "seconds": {}}
 
@@ -172,7 +174,7 @@ class Evaluation:
         self.report["metrics"]["beta_vae"] = {**M.compute_beta_vae(
             self.data, self.represent, self.gen(4), num_train=s["beta_vae_train"],
             num_eval=s["beta_vae_eval"], batch_size=s["group_size"], device=self.device,
-            progress=self.progress, classifier=self.beta_vae_classifier),
+            progress=self.progress, classifier=self.beta_vae_classifier, balanced=self.beta_vae_balanced),
             "num_train": s["beta_vae_train"], "num_eval": s["beta_vae_eval"], "group_size": s["group_size"]}
 
     def reconstruction(self):
@@ -247,7 +249,7 @@ ALL_SECTIONS = tuple(s for s in SECTIONS if s != "beta_vae")
 def evaluate_run(run_dir, sections=ALL_SECTIONS, *, full: bool = False, device: str = "cpu",
                  seed: int = 0, sizes: dict | None = None, dci_importance: str = "gbt",
                  beta_vae_classifier: str = "logistic", fid: bool = True,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, beta_vae_balanced: bool = False) -> dict:
     """Evaluate a run directory on ``sections`` (of :data:`SECTIONS`); write report.json and report.md.
 
     The one evaluation driver (``scripts/evaluate.py`` and every sweep trial). Each section's
@@ -263,7 +265,7 @@ def evaluate_run(run_dir, sections=ALL_SECTIONS, *, full: bool = False, device: 
     read_run_config(run_dir)  # a bad run directory fails before anything is loaded
     t_all = time.perf_counter()
     ev = Evaluation(run_dir, full, device, seed, dci_importance=dci_importance,
-                    beta_vae_classifier=beta_vae_classifier, sizes=sizes)
+                    beta_vae_classifier=beta_vae_classifier, sizes=sizes, beta_vae_balanced=beta_vae_balanced)
     ev.progress = progress
     run = {"fid": lambda: ev.fid(fid)}
     for name in tqdm(list(sections), desc="evaluate", unit="section", disable=not progress):
@@ -300,8 +302,13 @@ def _dci_rows(d):
 
 def _beta_vae_rows(b):
     clf = BETA_VAE_LABELS.get(b.get("classifier", "logistic"), b.get("classifier"))
-    return [f"| β-VAE score (eval acc., {clf}) | {b['eval_accuracy']:.3f} | {b['num_train']}/"
-            f"{b['num_eval']} points of {b['group_size']} pairs |"]
+    draw = ", balanced over the factors" if b.get("balanced") else ""
+    rows = [f"| β-VAE score (eval acc., {clf}) | {b['eval_accuracy']:.3f} | {b['num_train']}/"
+            f"{b['num_eval']} points of {b['group_size']} pairs{draw} |"]
+    if "train_accuracy" in b:
+        fit = ("converged" if b.get("converged", True) else "NOT converged") + f" in ≤ {b.get('max_iter')} iterations"
+        rows.append(f"| β-VAE classifier's train acc. | {b['train_accuracy']:.3f} | {fit} |")
+    return rows
 
 
 def _downstream_rows(a):

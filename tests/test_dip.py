@@ -35,7 +35,7 @@ def test_study_files_follow_the_papers_grid_and_protocol(path, tmp_path):
     for t in study.trials:
         if t.flags["model"] in dip.LAMBDA_D_PER_LAMBDA_OD:  # §3: λ_d = 10·λ_od for DIP-VAE-I
             assert t.flags["lambda_d"] == dip.LAMBDA_D_PER_LAMBDA_OD[t.flags["model"]] * t.flags["lambda_od"]
-    assert study.evaluate["beta_vae_classifier"] == "svm"
+    assert study.evaluate["beta_vae_classifier"] == "svm" and study.evaluate["beta_vae_balanced"]
     assert {"beta_vae", "factor_metrics"} & set(study.evaluate["sections"])
     assert "reconstruction" in study.evaluate["sections"]
 
@@ -57,8 +57,10 @@ def test_beta_vae_metric_is_the_linear_svm_of_section_3():
     represent = lambda x: x.flatten(1)[:, ::97].float()  # noqa: E731  a fixed, crude code
     sizes = dict(num_train=20, num_eval=10, batch_size=2)
     got = dip.beta_vae_metric(data, represent, torch.Generator().manual_seed(0), **sizes)
-    want = compute_beta_vae(data, represent, torch.Generator().manual_seed(0), classifier="svm", **sizes)
+    want = compute_beta_vae(data, represent, torch.Generator().manual_seed(0), classifier="svm",
+                            balanced=True, **sizes)
     assert got == want and got["classifier"] == "svm"
+    assert got["balanced"] and got["train_counts"] == [4] * 5 and got["eval_counts"] == [2] * 5  # §3: n per factor
 
 
 def test_one_trial_of_the_quick_study_in_process(tmp_path):
@@ -72,17 +74,27 @@ def test_one_trial_of_the_quick_study_in_process(tmp_path):
     report = json.loads((Path(trial.run_dir) / "report.json").read_text())
     beta_vae = report["metrics"]["beta_vae"]
     assert beta_vae["classifier"] == "svm" and beta_vae["num_train"] == 20
+    assert beta_vae["balanced"] and beta_vae["train_counts"] == [4] * 5  # §3: every factor equally often
+    assert "train_accuracy" in beta_vae and isinstance(beta_vae["converged"], bool)
     assert 0 <= final["beta_vae"] <= 1 and math.isfinite(final["recon_l2"])
     # the §3 protocol as a function of a run directory: the same numbers again
     again = dip.evaluate(trial.run_dir, sizes=study.evaluate["sizes"])
     assert again["metrics"]["beta_vae"] == beta_vae
+    # the floor: an untrained encoder of the same architecture, same protocol and points, seeded
+    floor = again["metrics"][dip.FLOOR_KEY]
+    assert floor["untrained"] and floor["init_seed"] == 0 and floor["eval_counts"] == beta_vae["eval_counts"]
+    assert json.loads((Path(trial.run_dir) / "report.json").read_text())["metrics"][dip.FLOOR_KEY] == floor
+    assert dip.beta_vae_floor(trial.run_dir, sizes=study.evaluate["sizes"]) == floor
+    other = dip.beta_vae_floor(trial.run_dir, sizes=study.evaluate["sizes"], init_seed=1, classifier="logistic")
+    assert other["init_seed"] == 1 and other["classifier"] == "logistic"
     # disentanglement_lib's logistic reading of the same features, beside the SVM: equal to the
     # evaluation driver's with that classifier, and nothing in the run directory is rewritten
     before = (Path(trial.run_dir) / "report.json").read_text()
     ref = dip.reference_beta_vae(trial.run_dir, sizes=study.evaluate["sizes"])
     assert (Path(trial.run_dir) / "report.json").read_text() == before
     copy = shutil.copytree(trial.run_dir, tmp_path / "copy")
-    want = evaluate_run(copy, ("beta_vae",), sizes=study.evaluate["sizes"], beta_vae_classifier="logistic")
+    want = evaluate_run(copy, ("beta_vae",), sizes=study.evaluate["sizes"], beta_vae_classifier="logistic",
+                        beta_vae_balanced=True)
     assert ref == want["metrics"]["beta_vae"] and ref["classifier"] == "logistic"
 
 

@@ -77,7 +77,8 @@ def test_dsprites_run_report_and_files(dsprites_report):
     assert m["factor_vae"]["num_train"] == 20 and 0 <= m["factor_vae"]["eval_accuracy"] <= 1
     assert {"disentanglement", "completeness", "informativeness_test"} <= set(m["dci"])
     # the report names the metric options that change the numbers (issue 14)
-    assert report["metric_options"] == {"dci_importance": "forest", "beta_vae_classifier": "logistic"}
+    assert report["metric_options"] == {"dci_importance": "forest", "beta_vae_classifier": "logistic",
+                                        "beta_vae_balanced": False}
     assert m["dci"]["importance_model"] == "forest" and m["beta_vae"]["classifier"] == "logistic"
     assert report["skipped"] == ["fid: --no-fid"]
     assert report["training"]["steps"] == 3 and report["training"]["train_seconds"] > 0
@@ -93,6 +94,7 @@ def test_dsprites_run_report_and_files(dsprites_report):
     assert "| MIG |" in md and "600 points" in md and "Skipped:" in md
     assert "| DCI disentanglement (random-forest importances) |" in md
     assert "| β-VAE score (eval acc., logistic regression) |" in md
+    assert "| β-VAE classifier's train acc. |" in md
 
 
 def test_digits_skips_interventional_metrics(evaluate, tmp_path):

@@ -219,6 +219,83 @@ def test_beta_vae_svm_scores_entangled_codes_lower_than_logistic():
     assert scores["svm", "rotated"] < scores["logistic", "rotated"] - 0.1
 
 
+class EveryPairDiffers(GroundTruthData):
+    """Three binary factors; ``sample_factors`` returns all zeros, then all ones, alternately, so in
+    the β-VAE metric's pairs every factor differs except the fixed one: features known by hand."""
+
+    factor_names = ("a", "b", "c")
+    factor_sizes = (2, 2, 2)
+    data_shape = (3,)
+
+    def __init__(self):
+        self.calls = 0
+
+    def sample_factors(self, n, generator=None, device=None):
+        self.calls += 1
+        return torch.full((n, 3), (self.calls - 1) % 2, dtype=torch.long)
+
+    def images(self, factors, dtype=torch.float32):
+        return self.check_factors(factors).to(dtype)
+
+
+def a_and_b_plus_c(x):
+    """z = 10·(a, b + c): b and c share one code dimension, so fixing either looks the same."""
+    return 10 * torch.stack([x[:, 0], x[:, 1] + x[:, 2]], 1)
+
+
+def test_balanced_fixed_factor_counts_are_exactly_equal_and_seeded():
+    gen = torch.Generator().manual_seed(0)
+    labels = M.fixed_factor_labels(600, 5, gen, balanced=True)
+    assert torch.bincount(labels).tolist() == [120] * 5
+    assert not torch.equal(labels, labels.sort().values)  # shuffled, not in blocks
+    assert torch.equal(labels, M.fixed_factor_labels(600, 5, torch.Generator().manual_seed(0), balanced=True))
+    uniform = M.fixed_factor_labels(600, 5, torch.Generator().manual_seed(0))
+    assert torch.bincount(uniform, minlength=5).tolist() != [120] * 5  # multinomial counts
+    with pytest.raises(ValueError, match="multiple of the 5 factors, got 601"):
+        M.fixed_factor_labels(601, 5, gen, balanced=True)
+
+
+@pytest.mark.parametrize("classifier", ["logistic", "svm"])
+def test_balanced_beta_vae_metric_by_hand(classifier):
+    # Higgins et al. §3 / DIP §3. Every pair differs in every factor but the fixed one (0 -> 1), and
+    # z = 10·(a, b + c): fixing a gives the point (0, 20), fixing b or c gives (10, 10) alike. A
+    # classifier can tell a from {b, c} but not b from c, so it is right on all a-points and on one
+    # of b, c: with n/3 points per factor (balanced, DIP §3) the accuracy is exactly 2/3.
+    features, labels = M.beta_vae_points(EveryPairDiffers(), a_and_b_plus_c, torch.Generator().manual_seed(0),
+                                         n=30, batch_size=4, balanced=True)
+    by_hand = np.where(labels[:, None] == 0, [0.0, 20.0], [10.0, 10.0])
+    np.testing.assert_array_equal(features, by_hand)
+    out = M.compute_beta_vae(EveryPairDiffers(), a_and_b_plus_c, torch.Generator().manual_seed(0),
+                             num_train=60, num_eval=30, batch_size=4, classifier=classifier, balanced=True)
+    assert out["train_counts"] == [20, 20, 20] and out["eval_counts"] == [10, 10, 10]
+    assert out["balanced"] and out["converged"]
+    assert out["train_accuracy"] == pytest.approx(2 / 3) and out["eval_accuracy"] == pytest.approx(2 / 3)
+    # The uniform draw (Higgins et al.'s y ~ Unif[1..K], disentanglement_lib) scores the a-points and
+    # whichever of b, c the classifier names: its accuracy moves with the multinomial counts.
+    uni = M.compute_beta_vae(EveryPairDiffers(), a_and_b_plus_c, torch.Generator().manual_seed(0),
+                             num_train=60, num_eval=30, batch_size=4, classifier=classifier)
+    n0, n1, n2 = uni["eval_counts"]
+    assert not uni["balanced"] and uni["eval_accuracy"] * 30 in (pytest.approx(n0 + n1), pytest.approx(n0 + n2))
+
+
+def test_beta_vae_records_training_accuracy_and_convergence():
+    # max_iter too small for the solver: no ConvergenceWarning escapes, the record says so instead
+    train = _beta_vae_features_by_hand(representation("rotated"), 300, 16, 0)
+    test = _beta_vae_features_by_hand(representation("rotated", seed=1), 200, 16, 1)
+    import warnings
+    for classifier in ("logistic", "svm"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warning left unrecorded fails the test
+            cut = M.beta_vae_score(*train, *test, classifier=classifier, max_iter=1, max_iter_limit=1)
+            full = M.beta_vae_score(*train, *test, classifier=classifier)
+        assert cut["converged"] is False and cut["max_iter"] == 1
+        assert full["converged"] is True and full["n_iter"] <= full["max_iter"]
+        assert 0 <= full["train_accuracy"] <= 1 and "eval_accuracy" in full
+    # a budget that is too small at first is raised tenfold until the solver converges
+    raised = M.beta_vae_score(*train, *test, classifier="svm", max_iter=2, max_iter_limit=100_000)
+    assert raised["converged"] and raised["max_iter"] in (20, 200, 2000, 20_000, 100_000)
+
+
 def test_factor_vae_score_separates_disentangled_from_rotated():
     data, gen = FactorVectors(), torch.Generator().manual_seed(0)
     kw = dict(num_train=300, num_eval=200, batch_size=32, num_variance_estimate=2000)

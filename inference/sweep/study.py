@@ -46,7 +46,7 @@ BLOCK_KEYS = {"fixed", "grid", "tie", "random", "num_samples"}
 DEFAULT_SECTIONS = ("training", "reconstruction", "factor_metrics")
 RANDOM_KINDS = ("uniform", "loguniform", "randint", "choice")
 EVALUATE_KEYS = ("sections", "sizes", "full", "seed", "device", "beta_vae_classifier",
-                 "dci_importance")
+                 "beta_vae_balanced", "dci_importance")
 ASHA_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
 
 
@@ -135,6 +135,13 @@ def _choice(ev: dict, key: str, default: str, allowed) -> str:
     value = ev.get(key, default)
     if value not in allowed:
         raise ConfigError(f"evaluate.{key}: unknown {value!r}; expected one of {list(allowed)}")
+    return value
+
+
+def _flag(ev: dict, key: str) -> bool:
+    value = ev.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"evaluate.{key}: expected true or false, got {value!r}")
     return value
 
 
@@ -258,7 +265,9 @@ def _evaluate_options(raw: dict) -> dict:
             "full": bool(ev.get("full", False)), "seed": int(ev.get("seed", 0)),
             "device": ev.get("device", "cpu"),
             "beta_vae_classifier": _choice(ev, "beta_vae_classifier", "logistic", M.BETA_VAE_CLASSIFIERS),
-            "dci_importance": _choice(ev, "dci_importance", "gbt", M.DCI_IMPORTANCE_MODELS)}
+            "dci_importance": _choice(ev, "dci_importance", "gbt", M.DCI_IMPORTANCE_MODELS),
+            # only when set, so the records of studies from before the option still match
+            **({"beta_vae_balanced": True} if _flag(ev, "beta_vae_balanced") else {})}
 
 
 def _asha_options(raw: dict) -> dict:

@@ -92,7 +92,8 @@ def run_trial(config: dict, report=None) -> None:
                                              sizes=evaluate["sizes"],
                                              dci_importance=evaluate.get("dci_importance", "gbt"),
                                              beta_vae_classifier=evaluate.get("beta_vae_classifier",
-                                                                              "logistic")))
+                                                                              "logistic"),
+                                             beta_vae_balanced=evaluate.get("beta_vae_balanced", False)))
         record["eval_s"] = time.perf_counter() - t1
         (run / "error.txt").unlink(missing_ok=True)
     except Exception as err:  # noqa: BLE001  a failed trial must not stop the sweep
