@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +34,9 @@ import numpy as np
 
 from ..checkpoint import atomic_write_text
 from ..errors import ConfigError
+from .stats import Verdict
 
 ROW_FILE = "row.json"
-STATUS = "STATUS.md"  # hand-written status in results/, shown at the top of RESULTS.md
 #: tiny: the tests' smoke budget; cpu: this laptop's; cpu64: this laptop's at the field's 64×64 (the
 #: baselines, issue 25); gpu: the papers'. A reproduction names the budgets it has (``budgets``).
 BUDGETS = ("tiny", "cpu", "cpu64", "gpu")
@@ -54,6 +56,21 @@ class Claim:
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    @classmethod
+    def tested(cls, claim: str, paper: str, ours: str, *tests: tuple[str, Verdict], verdict: str | None = None,
+               digits: int = 3) -> "Claim":
+        """A claim decided by :mod:`.stats`: ``ours`` gets each test's n per arm, difference with its 90%
+        interval and p (``(label, Verdict)`` pairs), ``why`` each test's "what it would take" sentence.
+        ``verdict``: the claim's, when it is not the single test's (e.g. :func:`.stats.all_of`)."""
+        if verdict is None:
+            if len(tests) != 1:
+                raise ValueError("a claim of several tests needs its verdict")
+            verdict = tests[0][1].verdict
+        label = lambda name: f"{name}: " if name else ""  # noqa: E731
+        shown = "; ".join(f"{label(name)}{v.summary(digits)}" for name, v in tests)
+        why = "; ".join(f"{label(name)}{v.decide}" for name, v in tests)
+        return cls(claim, paper, f"{ours} [{shown}]" if ours else shown, verdict, why + ".")
 
 
 @dataclass
@@ -103,12 +120,11 @@ def fmt(values, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" + ("" if n > 1 else " (1 seed)")
 
 
-def separated(a, b) -> float:
-    """(mean(a) − mean(b)) in units of the larger seed spread (inf when both spreads are 0)."""
-    (ma, sa, _), (mb, sb, _) = stats(a), stats(b)
-    spread = max(sa, sb)
-    diff = ma - mb
-    return diff / spread if spread > 0 else math.copysign(math.inf, diff) if diff else 0.0
+def per_seed(results: dict, row: str, keys) -> dict:
+    """{key: values of the seeds that have every key, seeds in order}: columns aligned seed by seed,
+    for a paired test."""
+    seeds = [s for s, n in sorted(results.get(row, {}).items()) if all(k in n for k in keys)]
+    return {k: [results[row][s][k] for s in seeds] for k in keys}
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -196,11 +212,27 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
             atomic_write_text(folder / ROW_FILE, json.dumps(record, indent=2, default=float) + "\n")
             log(f"[{repro.name}] {row} seed {seed}: " + ", ".join(
                 f"{k}={v:.4g}" for k, v in numbers.items() if isinstance(v, (int, float))))
-    found = collect(repro, runs, budget, results)
-    refuse_legacy(repro, found, budget, Path(results))
-    page = write_page(repro, found, budget=budget, results=Path(results), command=command, runs=Path(runs))
-    write_index(Path(results))
+            # the record enters the page (results/<paper>.json) at once: a run of hours is never lost
+            # with the run folder, and a later reproduction on another machine skips it
+            _rewrite(repro, budget, runs, results, command)
+    found, page = _rewrite(repro, budget, runs, results, command)
     return {"results": found, "claims": judged(repro, found, budget), "page": page}
+
+
+def _rewrite(repro: Reproduction, budget: str, runs, results, command: str):
+    """Collect every finished row and rewrite the page and ``RESULTS.md``, under a lock in the run
+    folder, so two processes working on one page (``--only`` different rows) never lose a record."""
+    import fcntl
+
+    lock_path = Path(runs) / repro.name / budget / ".page.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = collect(repro, runs, budget, results)
+        refuse_legacy(repro, found, budget, Path(results))
+        page = write_page(repro, found, budget=budget, results=Path(results), command=command, runs=Path(runs))
+        write_index(Path(results))
+    return found, page
 
 
 def refuse_legacy(repro: Reproduction, found: dict, budget: str, results: Path) -> None:
@@ -247,14 +279,19 @@ def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, 
     wall = sum(row_seconds(n) for per_seed in found.values() for n in per_seed.values())
     claims = judged(repro, found, budget)
     figures = repro.figures(found, results, budget, runs=runs) if repro.figures and found else []
+    asked = sorted(repro.seeds)
+    missing = [s for s in asked if s not in seeds]
     lines = [f"# {repro.title}", "",
              f"- Command: `python scripts/reproduce.py {repro.name} --budget {budget}"
              f"{' --seeds ' + ','.join(map(str, seeds)) if seeds else ''}` (resumes: finished rows are kept)",
              f"- Budget: `{budget}`. " + repro.notes.get(budget, ""),
-             f"- Seeds: {', '.join(map(str, seeds)) or 'none yet'}; numbers are mean ± std over seeds.",
+             f"- Seeds: {', '.join(map(str, seeds)) or 'none yet'}; numbers are mean ± std over seeds."
+             + (f" This reproduction asks for seeds {', '.join(map(str, asked))}; seeds "
+                f"{', '.join(map(str, missing))} are not run yet, so every verdict below rests on the n it shows."
+                if missing else ""),
              f"- Wall time: {wall / 60:.1f} minutes of runs (one process each, summed; a trained run reused "
              f"from the run store counts its training time), "
-             f"run directories under `{runs}/{repro.name}/{budget}`.", ""]
+             f"run directories under `{shown_path(runs, results.parent)}/{repro.name}/{budget}`.", ""]
     lines += [repro.page(found, budget), ""]
     if repro.appendix is not None:
         lines += [repro.appendix(results, budget), ""]
@@ -266,28 +303,74 @@ def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, 
     atomic_write_text(path, "\n".join(lines))
     atomic_write_text(results / f"{repro.name}.json", json.dumps(
         {"paper": repro.name, "title": repro.title, "budget": budget, "seeds": seeds, "wall_s": wall,
-         "command": command, "claims": [c.__dict__ for c in claims], "protocol": repro.protocol_of(budget),
+         "command": relative_command(command, results.parent), "claims": [c.__dict__ for c in claims],
+         "protocol": repro.protocol_of(budget),
          "records": {row: {str(s): numbers for s, numbers in sorted(per_seed.items())}
                      for row, per_seed in found.items()}}, indent=2, default=float) + "\n")
     return path
 
 
+def shown_path(path, root: Path) -> str:
+    """``path`` as a page prints it: relative to the repository root ``root`` (``../runs/reproduce`` for
+    the default run folder), never an absolute path of the machine that ran it."""
+    path, root = Path(path), Path(root)
+    if not path.is_absolute():
+        return path.as_posix()
+    return Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
+
+
+def relative_command(command: str, root: Path) -> str:
+    """``command`` with every absolute path in it (``--runs /…``) written relative to ``root``."""
+    if not command:
+        return command
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    out = []
+    for w in words:
+        key, eq, value = w.partition("=") if w.startswith("--") else ("", "", w)
+        out.append(key + eq + shown_path(value, root) if os.path.isabs(value) else w)
+    return " ".join(shlex.quote(w) for w in out)
+
+
 def write_index(results: Path) -> Path:
-    """``RESULTS.md`` beside ``results/``: every page's claims in one verdict table."""
-    rows = []
+    """``RESULTS.md`` beside ``results/``: a header generated from the pages' records (budget, seeds,
+    records per row, CPU time) and every page's claims in one verdict table. No hand-typed number."""
+    rows, header = [], []
     wall = 0.0
     for path in sorted(results.glob("*.json")):  # the pages' claims, one file per paper
         page = json.loads(path.read_text())
+        if "claims" not in page or "paper" not in page:  # a record file that is no page (e.g. a pilot's)
+            continue
         wall += page.get("wall_s", 0.0)
+        link = f"[{page['paper']}](results/{page['paper']}.md)"
+        records = page.get("records")
+        if records is None:
+            n = ("no per-seed records (the page predates them): its verdicts are the earlier seed-spread rule's, "
+                 "and it cannot be regenerated or re-judged without running it again")
+        else:
+            counts = sorted({len(per_seed) for per_seed in records.values()})
+            n = (f"{len(records)} rows, {'–'.join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts))}"
+                 f" seeds per row ({sum(len(v) for v in records.values())} records)")
+        header.append([link, f"`{page.get('budget', '?')}`", ", ".join(map(str, page.get("seeds", []))) or "–", n,
+                       f"{page.get('wall_s', 0.0) / 3600:.2f}"])
         for c in page["claims"]:
-            rows.append([f"[{page['paper']}](results/{page['paper']}.md)", c["claim"], c["paper"], c["ours"],
-                         f"**{c['verdict']}**", c["why"]])
-    status = results / STATUS
+            rows.append([link, c["claim"], c["paper"], c["ours"], f"**{c['verdict']}**", c["why"]])
     text = ["# Results", "",
             "Each paper's claims, reproduced by `python scripts/reproduce.py PAPER` on the procedural data "
             "anyone can regenerate. Each linked page has its tables, its command, seeds, budget and "
             "wall time. Ours is mean ± std over seeds.", "",
-            *([status.read_text().strip(), ""] if status.is_file() else []),
+            "Every verdict is a stated test (`inference/reproduce/stats.py`): a claim that A beats B is a "
+            "one-sided Welch t-test at α = 0.05, shown as n per arm, the difference with its 90% interval and "
+            "p. It **holds** when the test rejects in the claimed direction, **does not hold** when the whole "
+            "interval lies on the other side of zero, and is **inconclusive** otherwise. Non-inferiority, "
+            "threshold and order claims use the same interval against their margin, threshold or (paired, "
+            "seed by seed) neighbour. *why* says what it would take to decide: the smallest difference the "
+            "page's n detects with 80% power at the observed spread, and for an inconclusive claim the seeds "
+            "per arm that would detect the observed difference.", "",
+            "What stands behind each page (from its records):", "",
+            table(["page", "budget", "seeds", "records", "CPU-hours"], header),
             f"Total run time behind this page: {wall / 3600:.2f} CPU-hours (one core per run).", "",
             table(["paper", "claim", "paper's number", "ours", "verdict", "why"], rows)]
     path = results.parent / "RESULTS.md"
@@ -295,5 +378,6 @@ def write_index(results: Path) -> Path:
     return path
 
 
-__all__ = ["Claim", "Reproduction", "BUDGETS", "VERDICTS", "stats", "column", "fmt", "separated", "table",
-           "row_dir", "current", "page_record", "collect", "refuse_legacy", "reproduce", "judged", "write_page", "write_index"]
+__all__ = ["Claim", "Reproduction", "BUDGETS", "VERDICTS", "stats", "column", "per_seed", "fmt", "table",
+           "row_dir", "current", "page_record", "collect", "refuse_legacy", "reproduce", "judged", "write_page", "write_index",
+           "shown_path", "relative_command"]

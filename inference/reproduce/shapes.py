@@ -39,7 +39,8 @@ from ..report import evaluate_run
 from ..runs import load_data, load_run, train_run
 from ..svi import CHECKPOINT, CONFIG as RUN_CONFIG, METRICS as RUN_METRICS, SUMMARY
 from ..errors import ConfigError
-from .driver import Claim, Reproduction, column, fmt, separated, stats, table
+from .driver import Claim, Reproduction, column, fmt, stats, table
+from .stats import all_of, non_inferior, two_arm
 
 CPU_STEPS = 25_000
 #: The 64×64 cpu budget of claim 1 (issue 25): its steps, chosen by the pilot (:func:`pilot64`), whose
@@ -231,25 +232,20 @@ def _run_baseline(row, settings, seed, folder, budget):
 
 
 def _baselines_page(results, budget):
-    header = ["model"] + [label for _, label in METRICS] + ["train min"]
-    rows = [[name] + [fmt(column(results, name, k), 4 if k == "recon_l2" else 3) for k, _ in METRICS]
+    header = ["model", "n"] + [label for _, label in METRICS] + ["train min"]
+    rows = [[name, str(len(results[name]))] + [fmt(column(results, name, k), 4 if k == "recon_l2" else 3) for k, _ in METRICS]
             + [fmt([v / 60 for v in column(results, name, "train_s")], 1)] for name in BASELINES if name in results]
-    ref = ["disentanglement_lib on dSprites, approximate range (Locatello et al. 2019, violin plots)"] + [REFERENCE.get(k, "") for k, _ in METRICS] + [""]
-    return table(header, rows + [ref])
+    ref = ["disentanglement_lib on dSprites, approximate range (Locatello et al. 2019, violin plots)", ""] + [REFERENCE.get(k, "") for k, _ in METRICS] + [""]
+    mi = _mi_table(results)
+    return table(header, rows + [ref]) + ("\n" + mi if mi else "")
 
 
 def _baselines_claims(results, budget):
+    # The comparator the papers name: β-TCVAE against the plain VAE on MIG (Chen et al. 2018, Fig. 3).
     tc, vae = column(results, "β-TCVAE", "mig"), column(results, "VAE", "mig")
-    sep = separated(tc, vae)
-    if len(tc) < 2 or len(vae) < 2:
-        verdict, why = "inconclusive", "fewer than two seeds of β-TCVAE and VAE"
-    elif sep > 1:
-        verdict, why = "holds", f"β-TCVAE's MIG exceeds the VAE's by {sep:.1f}× the larger seed spread"
-    else:
-        verdict, why = "does not hold", f"the MIG gap is {sep:.1f}× the seed spread, not clearly above it"
-    claims = [Claim("Budget check: β-TCVAE's MIG clearly above the plain VAE's",
-                    "β-TCVAE > VAE in MIG (Chen et al. 2018; Locatello et al. 2019 Fig. 13)",
-                    f"β-TCVAE {fmt(tc)} vs VAE {fmt(vae)}", verdict, why)]
+    claims = [Claim.tested("Budget check: β-TCVAE's MIG above the plain VAE's",
+                           "β-TCVAE > VAE in MIG (Chen et al. 2018; Locatello et al. 2019 Fig. 13)",
+                           f"β-TCVAE {fmt(tc)} vs VAE {fmt(vae)}", ("MIG", two_arm(tc, vae, higher=True)))]
     regularised = [n for n in BASELINES if n in results and n != "VAE"]
     inside = [n for n in regularised if 0.05 <= stats(column(results, n, "mig"))[0] <= 0.35]
     shorter = BASE["gpu"]["steps"] / BASE[budget]["steps"]
@@ -267,19 +263,11 @@ def _baselines_claims(results, budget):
 
 #: What was checked when the budget check did not hold (issue 17: check the implementation once more).
 CHECKED = (
-    "\n\n**Checked against the references**: the β-TCVAE loss differs from disentanglement_lib's "
-    "`kl_loss + (β − 1)·tc` only by the MWS constant 5·9·log(N·64), and its gradient agrees to a relative "
-    "2.6e-7 over every parameter; the plate carries N = 737,280. Our MIG on the same 10,000 codes equals "
-    "disentanglement_lib's `mig.py` logic to 1e-16, with identical bin assignments. SAP is the discrete one "
-    "(disentanglement_lib's `sap_score.continuous_factors = False`). **What the 25,000-step runs show** "
-    "(normalised MI matrices of the posterior means, 10,000 simulator draws): β-TCVAE seeds 0 and 2 each "
-    "give pos_x and pos_y a latent of their own (0.68 and 0.42, 0.52 and 0.70 of the factor's entropy) and "
-    "reach MIG 0.17–0.18, above every VAE seed (0.09–0.15); seed 1 keeps three active latents too, but "
-    "splits pos_x and pos_y over a rotated pair (no latent above 0.26 of either factor), MIG 0.03. That one "
-    "seed carries the spread. Leaving out the collapsed latents (posterior-mean std < 0.5) moves every MIG "
-    "by 0.01–0.03 and changes no order. No seed codes shape; scale only weakly (≤ 0.21). At 32×32 a factor "
-    "step changes about 4× fewer pixels than at 64×64, and our 25,000 × 64 images are 8% of "
-    "disentanglement_lib's 300,000 × 64.")
+    "\n\n**Checked against the references** (`tests/test_penalties.py`, `tests/test_metrics.py`): the "
+    "β-TCVAE loss differs from disentanglement_lib's `kl_loss + (β − 1)·tc` only by the MWS constant "
+    "(D − 1)·log(N·B), with the same gradient; the plate carries the dataset size N. Our MIG follows "
+    "disentanglement_lib's `mig.py` (20 equal-width bins, the factor's empirical entropy). SAP is the "
+    "discrete one (disentanglement_lib's `sap_score.continuous_factors = False`).")
 CPU64_NOTE = (
     f"**64×64 procedural dSprites** with disentanglement_lib's conv64 nets (4 convs, dense 256, 10 latents, "
     f"Bernoulli decoder), batch 64, Adam lr {BASE['cpu64']['lr']:g} (disentanglement_lib: 1e-4), "
@@ -350,10 +338,79 @@ def _pilot_appendix(results: Path, budget: str) -> str:
                      "train min (cumulative)", "ms/step"], rows))
 
 
+def normalised_mi(numbers: dict):
+    """A record's latent × factor MI divided by each factor's entropy (the fraction of the factor's
+    information a latent carries, MIG's normalisation), or None when the record has no matrix."""
+    import numpy as np
+
+    if not numbers.get("mi") or not numbers.get("factor_entropy"):
+        return None
+    return np.asarray(numbers["mi"], float) / np.maximum(np.asarray(numbers["factor_entropy"], float), 1e-12)
+
+
+def _mi_seed(results, row):
+    """The lowest seed of ``row`` whose record keeps its MI matrix, or None."""
+    return next((seed for seed, n in sorted(results.get(row, {}).items()) if normalised_mi(n) is not None), None)
+
+
+#: The share of a factor's entropy a latent must carry for the page to say the model codes the factor.
+CODES_AT = 0.2
+
+
+def _mi_table(results) -> str:
+    """Per model (one seed), the largest share of each factor's entropy that any one latent carries."""
+    rows, names = [], None
+    for name in BASELINES:
+        seed = _mi_seed(results, name)
+        if seed is None:
+            continue
+        n = results[name][seed]
+        names = names or n["mi_factors"]
+        best = normalised_mi(n).max(0)
+        coded = [f for f, b in zip(n["mi_factors"], best) if b >= CODES_AT]
+        rows.append([name, str(seed)] + [f"{b:.2f}" for b in best] + [", ".join(coded) or "none"])
+    if not rows:
+        return ""
+    return (f"**What each model codes** (one seed each, 10,000 codes): the largest share of a factor's entropy "
+            f"that one latent carries, max_j I(z_j; v_k) / H(v_k); a model codes a factor where that is ≥ "
+            f"{CODES_AT}.\n\n" + table(["model", "seed"] + list(names) + [f"codes (≥ {CODES_AT})"], rows))
+
+
+def _baselines_figures(results, out, budget, runs=None):
+    """The latent × factor MI matrix (normalised by the factor's entropy) of one seed per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    shown = [(name, _mi_seed(results, name)) for name in BASELINES]
+    shown = [(name, seed) for name, seed in shown if seed is not None]
+    if not shown:
+        return []
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.3 * len(shown) + 1, 3.6), squeeze=False)
+    for ax, (name, seed) in zip(axes[0], shown):
+        n = results[name][seed]
+        m = normalised_mi(n)
+        im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(m.shape[1]), n["mi_factors"], rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(m.shape[0]), [f"z{i}" for i in range(m.shape[0])], fontsize=7)
+        ax.set_title(f"{name}, seed {seed}", fontsize=8)
+        for (i, j), v in np.ndenumerate(m):
+            if v >= 0.1:
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5, color="black" if v > 0.6 else "white")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="I(z_j; v_k) / H(v_k)")
+    fig.suptitle(f"Latent × factor mutual information, normalised by the factor's entropy ({budget})", fontsize=9)
+    name = f"baselines_mi_{budget}.png"
+    fig.savefig(out / name, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return [name]
+
+
 BASELINES_REPRO = Reproduction(
     "baselines", "Claim 1: the baselines on 64×64 procedural dSprites (VAE, β-VAE, β-TCVAE, FactorVAE, DIP-VAE-I/II)",
     rows=lambda budget: dict(BASELINES), run=_run_baseline, page=_baselines_page, claims=_baselines_claims,
     protocol=protocol, seeds=(0, 1, 2, 3, 4), budgets=("tiny", "cpu64", "gpu"), appendix=_pilot_appendix,
+    figures=_baselines_figures,
     notes={**SHAPES_NOTE, "cpu64": CPU64_NOTE})
 #: The 32×32 reading of claim 1, kept as a second, labelled page (``results/baselines32.md``).
 BASELINES32_REPRO = Reproduction(
@@ -409,40 +466,39 @@ def _dip_page(results, budget):
     return ("β-VAE metric with the paper's one-vs-rest linear SVM, C = 0.01 (§3); reconstruction: "
             "mean squared error per pixel of the decoded posterior mean on held-out images. The claim is "
             "judged on the SVM; the last column scores the same features with disentanglement_lib's "
-            "logistic regression. The SVM's C = 0.01 underfits codes of this scale (training accuracy "
-            "≈ its test accuracy), which is why it reads far lower than the logistic regression.\n\n"
+            "logistic regression.\n\n"
             + table(["model", "β-VAE metric (SVM)", "recon L2/pixel", "β-VAE metric (logistic)"], rows))
 
 
-def _best(results, prefix):
-    names = [n for n in results if n.startswith(prefix)]
-    if not names:
-        return None
-    return max(names, key=lambda n: stats(column(results, n, "beta_vae"))[0])
+#: The comparators, fixed before any run: DIP-VAE Table 1 sets DIP-VAE against β-VAE at β₁ = 4 and
+#: β₂ = 60 on 2D Shapes (Kumar et al. 2017, Table 1 caption).
+DIP_COMPARATORS = {"β-VAE β=4": "β-VAE 80.7 at 0.0032", "β-VAE β=60": "β-VAE 95.7 at 0.0113"}
+
+
+def _best_dip(results):
+    """DIP-VAE-I at its best λ_od by the mean SVM metric: the paper reports DIP-VAE at the λ_od its Fig. 1
+    shows best by the metric (Kumar et al. 2017, §3 and Table 1), so we pick it the same way."""
+    names = [n for n in results if n.startswith("DIP-VAE-I ")]
+    return max(names, key=lambda n: stats(column(results, n, "beta_vae"))[0]) if names else None
 
 
 def _dip_claims(results, budget):
-    dip, beta = _best(results, "DIP-VAE-I"), _best(results, "β-VAE")
-    paper = "DIP-VAE 98.7 at recon 0.0018 vs β-VAE 95.7 at 0.0113 (Table 1, 2D Shapes)"
-    if dip is None or beta is None:
-        return [Claim("DIP-VAE-I: higher β-VAE metric at lower reconstruction error than β-VAE", paper, "–",
-                      "inconclusive", "rows missing")]
-    d_m, b_m = column(results, dip, "beta_vae"), column(results, beta, "beta_vae")
-    d_r, b_r = column(results, dip, "recon_l2"), column(results, beta, "recon_l2")
-    metric_sep, recon_sep = separated(d_m, b_m), separated(b_r, d_r)
-    ours = (f"best DIP-I ({dip}) {fmt(d_m)} at {fmt(d_r, 4)}; best β-VAE ({beta}) {fmt(b_m)} at {fmt(b_r, 4)}")
-    if min(len(d_m), len(b_m)) < 2:
-        verdict, why = "inconclusive", "fewer than two seeds"
-    elif metric_sep > 1 and recon_sep > 1:
-        verdict, why = "holds", (f"the metric is {metric_sep:.1f} and the error {recon_sep:.1f} seed spreads "
-                                 "better for DIP-VAE-I")
-    elif metric_sep < -1 and recon_sep < -1:
-        verdict, why = "does not hold", "β-VAE is better on both, beyond the seed spread"
-    else:
-        verdict, why = "inconclusive", (f"metric gap {metric_sep:+.1f}, error gap {recon_sep:+.1f} seed spreads: "
-                                        "not both clear")
-    return [Claim("DIP-VAE-I reaches a higher β-VAE metric at lower reconstruction error than β-VAE",
-                  paper, ours, verdict, why)]
+    dip = _best_dip(results)
+    claims = []
+    for beta, paper_beta in DIP_COMPARATORS.items():
+        claim = (f"DIP-VAE-I (best λ_od) reaches a higher β-VAE metric at lower reconstruction error than "
+                 f"{beta.replace('β-VAE ', 'β-VAE at ')}")
+        paper = f"DIP-VAE 98.7 at recon 0.0018 vs {paper_beta} (Table 1, 2D Shapes)"
+        if dip is None or beta not in results:
+            claims.append(Claim(claim, paper, "–", "inconclusive", "rows missing"))
+            continue
+        d_m, b_m = column(results, dip, "beta_vae"), column(results, beta, "beta_vae")
+        d_r, b_r = column(results, dip, "recon_l2"), column(results, beta, "recon_l2")
+        metric, error = two_arm(d_m, b_m, higher=True), two_arm(d_r, b_r, higher=False)
+        claims.append(Claim.tested(
+            claim, paper, f"{dip} {fmt(d_m)} at {fmt(d_r, 4)}; {beta} {fmt(b_m)} at {fmt(b_r, 4)}",
+            ("metric", metric), ("error", error), verdict=all_of([metric, error]), digits=4))
+    return claims
 
 
 def _dip_figures(results, out, budget, runs=None):
@@ -475,21 +531,23 @@ def _dip_figures(results, out, budget, runs=None):
         ax.legend(fontsize=8)
     fig.suptitle("DIP-VAE Fig. 1: metric against reconstruction (mean ± std over seeds)")
     fig.tight_layout()
-    fig.savefig(out / "dip_tradeoff.png", dpi=110)
+    fig.savefig(out / "dip_tradeoff.png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return ["dip_tradeoff.png"]
 
 
 DIP_REPRO = Reproduction(
     "dip", "Claim 2: DIP-VAE, the λ study of §3 (metric against reconstruction)",
-    rows=dip_rows, run=_run_dip, page=_dip_page, claims=_dip_claims, seeds=(0, 1), figures=_dip_figures,
+    rows=dip_rows, run=_run_dip, page=_dip_page, claims=_dip_claims, seeds=(0, 1, 2, 3, 4), figures=_dip_figures,
     protocol=dip_protocol,
     notes={**{k: v + " Grid: every point of `configs/sweeps/dip_study_quick.yaml`." for k, v in SHAPES_NOTE.items()},
            "cpu": (f"**32×32 procedural dSprites** (the simulator at half the side), conv32 nets, batch 64, Adam lr 1e-3, "
-                   f"{DIP_CPU_STEPS:,} steps (half the shapes budget of claims 1 and 3, so that the 20 runs fit one "
-                   "session on two cores), one core per run. The paper trains 64×64 2D Shapes; the study file's own "
+                   f"{DIP_CPU_STEPS:,} steps (half the shapes budget of claims 1 and 3, so that the 10-point grid "
+                   "fits two cores), one core per run. The paper trains 64×64 2D Shapes; the study file's own "
                    "base (conv64, 2,500 steps at lr 5e-4) is replaced by this budget. Grid: every point of "
-                   "`configs/sweeps/dip_study_quick.yaml`, seeds 0 and 1.")})
+                   "`configs/sweeps/dip_study_quick.yaml`. The claims compare DIP-VAE-I at its best λ_od (by the "
+                   "metric, as the paper picks it) with β-VAE at β = 4 and β = 60, the comparators of the paper's "
+                   "Table 1, fixed before the runs.")})
 
 
 # -- claim 3: dpVAE -----------------------------------------------------------------------------------
@@ -530,35 +588,24 @@ def _dpvae_page(results, budget):
 
 
 def _dpvae_claims(results, budget):
+    # The paper's comparison: each ELBO with against without the decoupled flow prior (supplement Table 2).
     claims = []
     for name in ("β-VAE", "β-TCVAE"):
         a, b = f"{name}, Normal prior", f"{name}, flow prior"
         if a not in results or b not in results:
             continue
         fv_a, fv_b = column(results, a, "factor_vae"), column(results, b, "factor_vae")
-        (mean_a, std_a, _), (mean_b, std_b, _) = stats(fv_a), stats(fv_b)
-        diff, spread = mean_b - mean_a, max(std_a, std_b)
-        paper = PAPER_FACTOR_VAE[name]
-        # Kept within the margin only if it is so even one seed spread lower; lost only if even one
-        # spread higher it is not.
-        verdict = ("inconclusive" if min(len(fv_a), len(fv_b)) < 2 else "holds" if diff - spread >= -MARGIN
-                   else "does not hold" if diff + spread < -MARGIN else "inconclusive")
-        claims.append(Claim(
-            f"{name}: the flow prior keeps disentanglement (FactorVAE score)",
-            f"{paper} on MNIST (supplement Table 2); largest drop of any ELBO {MARGIN}",
-            f"{fmt(fv_a)} → {fmt(fv_b)} (Δ {diff:+.3f}); MIG {fmt(column(results, a, 'mig'))} → "
-            f"{fmt(column(results, b, 'mig'))}", verdict,
-            f"the score changes by {diff:+.3f} ± {spread:.3f} (larger seed spread) against an allowed drop of "
-            f"{MARGIN}"))
+        claims.append(Claim.tested(
+            f"{name}: the flow prior keeps disentanglement (FactorVAE score) within {MARGIN}",
+            f"{PAPER_FACTOR_VAE[name]} on MNIST (supplement Table 2); largest drop of any ELBO {MARGIN}",
+            f"{fmt(fv_a)} → {fmt(fv_b)}; MIG {fmt(column(results, a, 'mig'))} → {fmt(column(results, b, 'mig'))}",
+            ("flow − Normal", non_inferior(fv_b, fv_a, MARGIN))))
         for key, label in (("fid_prior", "prior samples"), ("fid_lpgen", "LP-Gen samples")):
             fa, fb = column(results, a, key), column(results, b, key)
-            sep = separated(fa, fb)
-            verdict = ("holds" if sep > 1 else "does not hold" if sep < -1 else "inconclusive") \
-                if min(len(fa), len(fb)) > 1 else "inconclusive"
-            claims.append(Claim(f"{name}: the flow prior improves {label}",
-                                "better samples with the decoupled prior (figures only; no FID in the supplement)",
-                                f"FID {fmt(fa, 1)} → {fmt(fb, 1)}", verdict,
-                                f"the FID drop is {sep:+.1f} seed spreads"))
+            claims.append(Claim.tested(f"{name}: the flow prior improves {label} (lower FID)",
+                                       "better samples with the decoupled prior (figures only; no FID in the supplement)",
+                                       f"FID {fmt(fa, 1)} → {fmt(fb, 1)}",
+                                       ("flow − Normal", two_arm(fb, fa, higher=False)), digits=1))
     return claims
 
 
@@ -578,7 +625,7 @@ def _dpvae_figures(results, out, budget, runs=None):
 DPVAE_REPRO = Reproduction(
     "dpvae", "Claim 3: dpVAE, each ELBO with and without the decoupled flow prior",
     rows=lambda budget: dict(DPVAE_ROWS), run=_run_dpvae, page=_dpvae_page, claims=_dpvae_claims,
-    figures=_dpvae_figures, notes=SHAPES_NOTE,
+    figures=_dpvae_figures, notes=SHAPES_NOTE, seeds=(0, 1, 2, 3, 4),
     protocol=lambda budget: {**protocol(budget), "score": DPVAE_SCORE[budget]})
 
 

@@ -1,0 +1,91 @@
+"""Claim 1 at the field's resolution (issue 25): the ``cpu64`` and ``gpu`` code paths at a tiny
+budget, records that survive the loss of the run folder, and the MI reading of the page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from inference.errors import ConfigError
+from inference.reproduce import reproduce
+from inference.reproduce import shapes
+
+TINY64 = dict(data="dsprites", resolution=64, net="conv64", steps=6, batch_size=8, lr=1e-3, log_every=3,
+              checkpoint_every=3)
+
+
+@pytest.fixture
+def tiny64(monkeypatch):
+    """The cpu64 budget cut to a few steps and the tiny evaluation (same code path, same nets)."""
+    monkeypatch.setitem(shapes.BASE, "cpu64", TINY64)
+    monkeypatch.setitem(shapes.SIZES, "cpu64", shapes.SIZES["tiny"])
+    monkeypatch.setitem(shapes.CONTINUES, "cpu64", (3,))
+    monkeypatch.setattr(shapes, "PILOT64_STEPS", (3, 6))
+
+
+def test_cpu64_row_record_survives_the_run_folder_and_regenerates_the_page(tiny64, tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    out = reproduce("baselines", budget="cpu64", runs=runs, results=results, seeds=(0,), only=("VAE",))
+    page = json.loads((results / "baselines.json").read_text())
+    record = page["records"]["VAE"]["0"]
+    assert page["protocol"]["train"]["resolution"] == 64 and page["protocol"]["train"]["net"] == "conv64"
+    mi = np.asarray(record["mi"])
+    assert mi.shape == (10, 5) and record["mi_factors"] == ["shape", "scale", "orientation", "pos_x", "pos_y"]
+    # the page's reading divides by each factor's entropy: a share of it, within [0, 1] up to binning
+    share = shapes.normalised_mi(record)
+    np.testing.assert_allclose(share, mi / np.asarray(record["factor_entropy"]))
+    assert share.min() >= 0 and share.max() <= 1 + 1e-9
+    text = (results / "baselines.md").read_text()
+    assert "64×64 procedural dSprites" in text and "baselines_mi_cpu64.png" in text
+    assert (results / "baselines_mi_cpu64.png").is_file()
+    assert "VAE" in out["results"] and 0 in out["results"]["VAE"]
+
+    # a new machine: the run folder is gone; the committed record counts, nothing is trained again
+    shutil.rmtree(runs)
+    def no_training(*args, **kwargs):
+        raise AssertionError("a (row, seed) the page already records was trained again")
+    before = (results / "baselines.md").read_text()
+    import inference.reproduce.shapes as mod
+    original = mod.trained
+    mod.trained = no_training
+    try:
+        reproduce("baselines", budget="cpu64", runs=runs, results=results, seeds=(0,), only=("VAE",))
+    finally:
+        mod.trained = original
+    assert (results / "baselines.md").read_text() == before
+
+
+@pytest.mark.slow
+def test_pilot_records_each_milestone_and_continues_the_shorter_run(tiny64, tmp_path):
+    records = shapes.pilot64(tmp_path / "runs", tmp_path, rows=("VAE",), seeds=(0,), log=lambda *_: None)
+    assert list(records) == ["VAE|0|3", "VAE|0|6"]
+    assert [records[k]["steps"] for k in records] == [3, 6]
+    appendix = shapes._pilot_appendix(tmp_path, "cpu64")
+    assert "| VAE | 0 | 6 |" in appendix  # the table comes from the records file
+    # the 6-step milestone is the budget's own run (same store folder as a cpu64 row)
+    assert shapes.store_dir(tmp_path / "runs", "cpu64", shapes.BASELINES["VAE"], 0).joinpath("summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_gpu_budget_runs_disentanglement_libs_protocol_on_cpu_at_a_tiny_size(monkeypatch, tmp_path):
+    gpu = shapes.BASE["gpu"]
+    # disentanglement_lib (Locatello et al. 2019): 64×64, conv64, Adam 1e-4, batch 64, 300,000 steps
+    assert (gpu["resolution"], gpu["net"], gpu["lr"], gpu["batch_size"], gpu["steps"]) == (64, "conv64", 1e-4, 64, 300_000)
+    monkeypatch.setitem(shapes.BASE, "gpu", {**gpu, "steps": 4, "batch_size": 8, "log_every": 2,
+                                             "checkpoint_every": 2, "device": "cpu"})
+    monkeypatch.setitem(shapes.SIZES, "gpu", shapes.SIZES["tiny"])
+    reproduce("baselines", budget="gpu", runs=tmp_path / "runs", results=tmp_path / "results", seeds=(0,),
+              only=("β-TCVAE",))
+    page = json.loads((tmp_path / "results" / "baselines.json").read_text())
+    assert page["budget"] == "gpu" and page["protocol"]["train"]["lr"] == 1e-4
+    assert np.isfinite(page["records"]["β-TCVAE"]["0"]["mig"])
+
+
+def test_a_budget_the_page_does_not_have_is_refused_by_name(tmp_path):
+    with pytest.raises(ConfigError, match="--budget cpu is not a budget of baselines"):
+        reproduce("baselines", budget="cpu", runs=tmp_path / "r", results=tmp_path / "p")
+    with pytest.raises(ConfigError, match="--budget cpu64 is not a budget of dip"):
+        reproduce("dip", budget="cpu64", runs=tmp_path / "r", results=tmp_path / "p")
