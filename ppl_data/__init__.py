@@ -46,3 +46,6 @@ register("sprites", Sprites)
 from .textured import TexturedShapes, cars3d, smallnorb  # noqa: E402  (issue 8: MS-VAE data)
 register("textured_shapes", TexturedShapes); register("smallnorb", smallnorb); register("cars3d", cars3d)  # noqa: E702
 from .pendulum import PendulumPairs; register("pendulum", PendulumPairs)  # noqa: E402,E702  (issue 9: MS-VAE appendix C)
+from .files import FILE_DATASETS, LOADERS as _FILE_LOADERS  # noqa: E402  (issue 26: the field's official files)
+for _name, _loader in _FILE_LOADERS.items():
+    register(_name, _loader)
