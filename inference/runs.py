@@ -48,7 +48,8 @@ class Setting(NamedTuple):
 SETTINGS: dict[str, Setting] = {
     "model": Setting(str, None, "a model of inference.catalog.MODELS (default vae)"),
     "data": Setting(str, None, "a dataset of ppl_data (default dsprites)"),
-    "data_root": Setting(str, None, "folder for --data mnist / image_folder"),
+    "data_root": Setting(str, None, "folder (or file) for --data mnist / image_folder and the official "
+                         "files: dsprites_file, shapes3d, mpi3d ... (README, Data)"),
     "resolution": Setting(positive_int, None, "image side of the procedural image datasets "
                           f"({', '.join(RESIZABLE)}; default 64)"),
     "steps": Setting(non_negative_int, None, "total optimiser steps"),
@@ -112,8 +113,9 @@ def _given(settings: dict, name: str):
 
 def load_data(name: str, root: str | None, resolution: int | None = None):
     kwargs = {"root": root} if root is not None else {}
-    if root is not None and name not in ("mnist", "image_folder"):
-        raise ConfigError(f"--data-root is only for mnist and image_folder, not {name!r}")
+    rooted = ("mnist", "image_folder", *ppl_data.FILE_DATASETS)
+    if root is not None and name not in rooted:
+        raise ConfigError(f"--data-root is only for {', '.join(rooted)}, not {name!r}")
     if resolution is not None:
         if name not in RESIZABLE:
             raise ConfigError(f"--resolution {resolution} is only for {', '.join(RESIZABLE)}, not {name!r}")
