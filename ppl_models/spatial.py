@@ -8,8 +8,8 @@ of T_θ over an H×W image, ``inverse(θ, size)`` that of T_θ⁻¹, and ``warp(
 images on the grid (bilinear, zeros outside): ``warp(x, θ)(p) = x(T_θ(p))``, so
 ``warp(warp(x, θ), θ, inverse=True) = x`` up to interpolation and what left the frame.
 
-θ = 0 is the identity for every transformer, so a perspective decoder whose last layer starts at
-zero starts at the identity transform.
+θ = 0 is the identity for every transformer but the two literal ones, so a perspective decoder whose
+last layer starts at zero starts at the identity transform; ``identity(n)`` gives each one's identity θ.
 
 * :class:`AffineTransformer` — VITAE supplement eq. (1): [A | b] = [I | 0] + θ (6 free parameters).
 * :class:`DecomposedAffineTransformer` (``"affine_decomp"``) — supplement eq. (2):
@@ -19,13 +19,18 @@ zero starts at the identity transform.
   (``scripts/vitae_stability.py``, supplement §3, Fig. 1) compares.
 * :class:`PositiveDecomposedAffineTransformer` (``"affine_decomp_pos"``) — eq. (2) with
   s = exp(θ_s) (ours, not the paper's): det A > 0, so A can never be singular or reflect.
+* :class:`LiteralAffineTransformer` (``"affine_literal"``) and :class:`LiteralDecomposedAffineTransformer`
+  (``"affine_decomp_literal"``) — eqs. (1) and (2) read literally, with no shift: θ = 0 is the
+  degenerate A = 0, where a default-initialised last layer starts (the stability study's literal arm).
 * :class:`DiffeomorphicAffineTransformer` — supplement eq. (3): [A | b] = first two rows of
   expm([[θ₁ θ₂ θ₃], [θ₄ θ₅ θ₆], [0 0 0]]); invertible by construction, T⁻¹ = expm(−L).
 * :class:`CPABTransformer` — continuous piecewise-affine velocity fields (Freifeld et al. 2015)
   integrated by ``libcpab`` (supplement §2: tessellation [2, 4] or [4, 4], zero boundary, no volume
   preservation: dim θ = 30 or 62); T⁻¹ is the flow of −v, i.e. θ -> −θ. Always libcpab's
   pure-PyTorch integrator (``CPAB_BACKEND``), whatever libcpab could compile: see
-  :func:`_import_libcpab`.
+  :func:`_import_libcpab`. Its basis of velocity fields is built deterministically
+  (:mod:`ppl_models.cpab_basis`, not libcpab's SVD) and kept in the module's state (buffer ``basis``),
+  so a checkpoint warps the same on every machine.
 
 References
 [1] Detlefsen, Skafte & Hauberg. Explicit Disentanglement of Appearance and Perspective in
@@ -36,11 +41,17 @@ References
 
 from __future__ import annotations
 
+import functools
 import logging
+import types
+import warnings
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ppl_models.cpab_basis import basis_digest, velocity_basis
 
 
 def base_points(size, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -175,6 +186,34 @@ class PositiveDecomposedAffineTransformer(DecomposedAffineTransformer):
         super().__init__(positive_scale=True)
 
 
+class LiteralAffineTransformer(_AffineFamily):
+    """Supplement eq. (1) read literally: [A | b] = θ reshaped to 2×3, with no identity offset.
+
+    The stability study's *literal* arm (issue 24): a perspective decoder whose default-initialised
+    last layer outputs θ ≈ 0 starts near the degenerate map A ≈ 0, where eq. (3) starts at the
+    identity. ``identity(n)`` is θ = [I | 0] flattened.
+    """
+
+    def matrix(self, theta):
+        return theta.reshape(*theta.shape[:-1], 2, 3)
+
+    def identity(self, n: int, device=None) -> torch.Tensor:
+        return torch.eye(2, 3, device=device).reshape(1, 6).expand(n, 6).clone()
+
+
+class LiteralDecomposedAffineTransformer(DecomposedAffineTransformer):
+    """Supplement eq. (2) read literally: θ = (α, m, s_x, s_y, t_x, t_y), the scales raw (no shift by
+    one), so θ ≈ 0 from a default-initialised last layer gives s ≈ 0: A ≈ 0, near singular (the
+    stability study's literal arm, issue 24). ``identity(n)`` is θ = (0, 0, 1, 1, 0, 0)."""
+
+    def factors(self, theta):
+        alpha, shear, sx, sy, tx, ty = theta.unbind(-1)
+        return alpha, shear, sx, sy, tx, ty
+
+    def identity(self, n: int, device=None) -> torch.Tensor:
+        return torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0, 0.0], device=device).expand(n, 6).clone()
+
+
 class DiffeomorphicAffineTransformer(_AffineFamily):
     """Supplement eq. (3): [A | b] = top rows of expm(L), L = [[θ₁, θ₂, θ₃], [θ₄, θ₅, θ₆], [0, 0, 0]]."""
 
@@ -209,7 +248,8 @@ def _refuse_jit_build(name, *args, **kwargs):
 
 
 def _import_libcpab():
-    """libcpab's ``Cpab`` and its pure-PyTorch integrator, imported without libcpab's JIT build.
+    """libcpab's ``Cpab``, its pure-PyTorch integrator and its 2-D tessellation class, imported
+    without libcpab's JIT build.
 
     How libcpab picks a backend: on import, ``libcpab.transformer`` calls
     ``torch.utils.cpp_extension.load`` on its C++/CUDA sources and sets ``_cpu_succes`` /
@@ -235,6 +275,7 @@ def _import_libcpab():
         try:
             from libcpab import Cpab
             from libcpab import transformer as cpab_transformer
+            from libcpab.tesselation import Tesselation2D
         finally:
             cpp_extension.load = real_load
     except ImportError as err:
@@ -242,7 +283,44 @@ def _import_libcpab():
                           "pip install libcpab") from err
     finally:
         log.removeFilter(drop)
-    return Cpab, cpab_transformer.CPAB_transformer_slow
+    return Cpab, cpab_transformer.CPAB_transformer_slow, Tesselation2D
+
+
+def cpab_constraints(tessellation) -> np.ndarray:
+    """libcpab's constraint matrix L ``(m, 6·nC)`` on [0, 1]²: continuity rows, then zero-boundary rows.
+
+    Built by libcpab's own ``Tesselation2D`` methods, but without its ``__init__``, which would also
+    take an SVD and read or write a basis file inside the installed package (Freifeld et al. 2015,
+    §3: L vec(A) = 0).
+    """
+    _, _, Tesselation2D = _import_libcpab()
+    nx, ny = (int(n) for n in tessellation)
+    tess = Tesselation2D.__new__(Tesselation2D)
+    tess.nc, tess.domain_min, tess.domain_max = [nx, ny], [0, 0], [1, 1]
+    tess.zero_boundary, tess.volume_perservation = True, False
+    tess.n_params, tess.nC, tess.ndim = 6, 4 * nx * ny, 2  # as Tesselation2D.__init__ sets them
+    tess.find_verts()
+    tess.find_shared_verts()
+    return np.concatenate([tess.create_continuity_constrains(), tess.create_zero_boundary_constrains()])
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_velocity_basis(tessellation) -> torch.Tensor:
+    # Vertex coordinates are k/n and (2k+1)/(2n): denominators up to 2·max(n).
+    return velocity_basis(cpab_constraints(tessellation), max_denominator=2 * max(tessellation))
+
+
+def cpab_velocity_basis(tessellation) -> torch.Tensor:
+    """The deterministic orthonormal basis B ``(6·nC, dim θ)`` (float64) of zero-boundary CPA fields."""
+    return _cached_velocity_basis(tuple(int(n) for n in tessellation)).clone()
+
+
+def libcpab_svd_basis(tessellation) -> torch.Tensor:
+    """libcpab's own basis (an SVD null space, or its cached basis file): what models built before the
+    basis was part of their state used. Its rotation depends on the machine that computed it."""
+    Cpab, _, _ = _import_libcpab()
+    cpab = Cpab([int(n) for n in tessellation], device="cpu", zero_boundary=True, volume_perservation=False)
+    return torch.from_numpy(np.asarray(cpab.params.basis, dtype=np.float64)).clone()
 
 
 class CPABTransformer(SpatialTransformer):
@@ -255,6 +333,13 @@ class CPABTransformer(SpatialTransformer):
     field, the identity; T_θ⁻¹ = T_{−θ} (the flow of −v undoes the flow of v). The integrator is
     always libcpab's pure-PyTorch one (``backend`` = :data:`CPAB_BACKEND`), never its compiled
     extension, so results and gradients do not depend on the machine (see :func:`_import_libcpab`).
+
+    The cells' affine maps are a = B θ (Freifeld et al. 2015, §3), with B the buffer ``basis``
+    ``(6·nC, dim θ)``, float64: built by :func:`cpab_velocity_basis` (exact, the same bits on every
+    machine) and saved with the model, so a checkpoint warps with the basis it was trained with, whatever
+    this machine would build. A checkpoint without it (saved before the basis was part of the state)
+    loads with libcpab's SVD basis of this machine and a warning; a basis whose columns leave the space
+    of continuous zero-boundary fields is refused.
     """
 
     backend = CPAB_BACKEND
@@ -264,12 +349,45 @@ class CPABTransformer(SpatialTransformer):
         tess = [int(t) for t in tessellation]
         if len(tess) != 2 or min(tess) < 1:
             raise ValueError(f"CPAB tessellation must be two positive cell counts, got {tessellation!r}")
-        Cpab, self._integrate = _import_libcpab()
-        self._cpab = Cpab(tess, device="cpu", zero_boundary=True, volume_perservation=False)
-        # use_slow also pins libcpab's own dispatcher (for its methods we do not bypass).
-        self._cpab.set_solver_params(nstepsolver=int(steps), use_slow=True)
+        _, self._integrate, _ = _import_libcpab()
         self.tessellation = tuple(tess)
-        self.dim = int(self._cpab.get_theta_dim())
+        self.register_buffer("basis", cpab_velocity_basis(self.tessellation))
+        self.dim = int(self.basis.shape[1])
+        # The fields of libcpab's ``params`` that its pure-PyTorch integrator reads (basis: per call).
+        # use_slow also pins libcpab's own dispatcher, should anything hand these params to it.
+        self._params = types.SimpleNamespace(
+            nc=list(tess), ndim=2, Ashape=[2, 3], nC=4 * tess[0] * tess[1], nstepsolver=int(steps),
+            use_slow=True, numeric_grad=False, zero_boundary=True, volume_perservation=False, basis=None)
+
+    def basis_digest(self) -> str:
+        """sha256 of the basis's float64 bytes (the same on every machine for a freshly built model)."""
+        return basis_digest(self.basis)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        key = prefix + "basis"
+        if key not in state_dict:
+            warnings.warn(f"checkpoint has no CPAB basis {key!r} (saved before the basis was part of the "
+                          "model's state): using libcpab's SVD basis as this machine computes it; the "
+                          "warp matches training only where that basis is the one training used (same "
+                          "machine or libcpab basis file). Save the model again to keep it.",
+                          UserWarning, stacklevel=2)
+            state_dict[key] = libcpab_svd_basis(self.tessellation)
+        else:
+            self._check_basis(state_dict[key], key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def _check_basis(self, basis, key):
+        # Every column must be a continuous zero-boundary field: L b = 0 (Freifeld et al. 2015, §3).
+        if tuple(basis.shape) != tuple(self.basis.shape):
+            return  # load_state_dict reports the size mismatch itself
+        constraints = torch.from_numpy(cpab_constraints(self.tessellation))
+        residual = float((constraints @ basis.detach().to("cpu", torch.float64)).abs().max())
+        if not residual <= 1e-5:
+            raise ValueError(f"{key}: the checkpoint's CPAB basis is not a basis of continuous "
+                             f"zero-boundary velocity fields on the {self.tessellation} tessellation "
+                             f"(max |L B| = {residual:.3g}, expected ~0)")
 
     def points(self, theta, p):
         # libcpab's expm counts squarings from each cell's Frobenius norm: at exactly zero velocity
@@ -282,8 +400,12 @@ class CPABTransformer(SpatialTransformer):
             unit = unit[0]
         elif unit.shape[0] != theta.shape[0]:
             raise ValueError(f"points for {unit.shape[0]} items, θ for {theta.shape[0]}")
+        # Our basis, on θ's device; libcpab copies it with torch.tensor (a device copy, no host trip).
+        params = types.SimpleNamespace(**{**vars(self._params), "basis": self.basis.to(theta.device)})
         # The pure-PyTorch integrator, called directly: libcpab's dispatcher is not consulted.
-        out = self._integrate(unit.to(torch.float32), theta.to(torch.float32), self._cpab.params)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
+            out = self._integrate(unit.to(torch.float32), theta.to(torch.float32), params)
         return (out.transpose(-1, -2) * 2 - 1).to(theta.dtype)
 
     def inverse_points(self, theta, p):
@@ -294,6 +416,8 @@ TRANSFORMERS = {
     "affine": AffineTransformer,
     "affine_decomp": DecomposedAffineTransformer,
     "affine_decomp_pos": PositiveDecomposedAffineTransformer,
+    "affine_literal": LiteralAffineTransformer,  # eq. (1) literally: θ ≈ 0 is A ≈ 0 (issue 24)
+    "affine_decomp_literal": LiteralDecomposedAffineTransformer,  # eq. (2) literally: raw s (issue 24)
     "affine_diffeo": DiffeomorphicAffineTransformer,
     "cpab": CPABTransformer,
 }
