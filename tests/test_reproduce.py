@@ -14,7 +14,8 @@ import pytest
 from inference.cli import run_main
 from inference.errors import ConfigError
 from inference.reproduce import PAPERS, Claim, Reproduction
-from inference.reproduce.driver import collect, fmt, reproduce, separated, stats, write_index
+from inference.reproduce.driver import collect, fmt, relative_command, reproduce, shown_path, stats, write_index
+from inference.reproduce.stats import two_arm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,15 +27,12 @@ def script():
     return module
 
 
-def test_stats_and_separation_against_numpy():
+def test_stats_against_numpy():
     values = [0.1, 0.3, 0.2]
     mean, std, n = stats(values + [float("nan"), None])
     assert (mean, n) == (pytest.approx(0.2), 3)
     assert std == pytest.approx(np.std(values, ddof=1))  # sample std over seeds
     assert stats([0.5]) == (0.5, 0.0, 1) and math.isnan(stats([])[0])
-    # (mean a − mean b) / max(std a, std b): 0.4 − 0.2 over a spread of 0.1
-    assert separated([0.3, 0.4, 0.5], [0.1, 0.2, 0.3]) == pytest.approx(2.0)
-    assert separated([1.0, 1.0], [0.0, 0.0]) == math.inf
     assert fmt([0.1, 0.3]) == "0.200 ± 0.141" and fmt([]) == "–" and fmt([0.25]).endswith("(1 seed)")
 
 
@@ -44,9 +42,8 @@ def _counting(calls):
         return {"score": settings["base"] + seed}
 
     def claims(results, budget):
-        gap = separated([n["score"] for n in results.get("b", {}).values()],
-                        [n["score"] for n in results.get("a", {}).values()])
-        return [Claim("b beats a", "b > a", f"{gap:.1f}", "holds" if gap > 1 else "inconclusive", "test")]
+        return [Claim.tested("b beats a", "b > a", "", ("b − a", two_arm(
+            [n["score"] for n in results.get("b", {}).values()], [n["score"] for n in results.get("a", {}).values()])))]
 
     return Reproduction("toy", "A toy", rows=lambda budget: {"a": {"base": 0}, "b": {"base": 10}}, run=run,
                         page=lambda results, budget: f"rows: {sorted(results)}\n", claims=claims, seeds=(0, 1))
@@ -184,7 +181,9 @@ def _tiny(paper, tmp_path, *extra):
 def test_reproduce_script_runs_a_row_at_the_tiny_budget(tmp_path, one_thread):
     _tiny("robust", tmp_path, "--only", "e) full")
     row = json.loads((tmp_path / "runs" / "robust" / "tiny" / "e) full" / "seed_0" / "row.json").read_text())
-    assert all(math.isfinite(v) for v in row["numbers"].values())
+    assert all(math.isfinite(v) for v in row["numbers"].values() if isinstance(v, (int, float)))
+    trajectory = row["numbers"]["trajectory"]  # the figure's data, kept in the record
+    assert trajectory["step"] and len(trajectory["I_T_prime"]) == len(trajectory["step"])
     page = (tmp_path / "results" / "robust.md").read_text()
     assert "e) full" in page and "![robust_trajectories.png]" in page  # λ and γ over the steps
     assert (tmp_path / "results" / "robust_trajectories.png").stat().st_size > 0
@@ -197,7 +196,7 @@ def test_every_paper_runs_at_the_tiny_budget(paper, tmp_path, one_thread):
     assert all(c["verdict"] == "inconclusive" for c in page["claims"])
 
 
-def test_dpvae_keeps_disentanglement_only_when_one_seed_spread_lower_is_still_inside_the_margin():
+def test_dpvae_keeps_disentanglement_when_the_90_percent_interval_of_the_change_clears_the_margin():
     from inference.reproduce.shapes import MARGIN, _dpvae_claims
 
     def results(normal, flow):
@@ -208,10 +207,12 @@ def test_dpvae_keeps_disentanglement_only_when_one_seed_spread_lower_is_still_in
         return _dpvae_claims(results(normal, flow), "cpu")[0].verdict
 
     assert MARGIN == 0.06  # dpVAE supplement Table 2: β-VAE-B 0.67 → 0.61, the largest drop
-    assert verdict([0.50, 0.52], [0.49, 0.51]) == "holds"          # Δ −0.01, spread 0.014
-    assert verdict([0.40, 0.60], [0.39, 0.59]) == "inconclusive"   # Δ −0.01, spread 0.141
-    assert verdict([0.80, 0.82], [0.60, 0.62]) == "does not hold"  # Δ −0.20, spread 0.014
-    assert verdict([0.5], [0.5]) == "inconclusive"                 # one seed
+    assert verdict([0.50, 0.52, 0.51], [0.49, 0.51, 0.50]) == "holds"          # Δ −0.01, tight interval
+    assert verdict([0.40, 0.60, 0.50], [0.39, 0.59, 0.49]) == "inconclusive"   # Δ −0.01, wide interval
+    assert verdict([0.80, 0.82, 0.81], [0.60, 0.62, 0.61]) == "does not hold"  # Δ −0.20, tight interval
+    assert verdict([0.5], [0.5]) == "inconclusive"                             # one seed
+    claim = _dpvae_claims(results([0.40, 0.60, 0.50], [0.39, 0.59, 0.49]), "cpu")[0]
+    assert "n = 3 vs 3" in claim.ours and "90% CI" in claim.ours and "seeds per arm" in claim.why
 
 
 def test_a_stability_run_trained_only_if_it_ends_no_worse_than_the_slowest_learning_rate():
@@ -255,7 +256,7 @@ def test_a_row_that_reused_a_stored_run_counts_its_training_time_once():
     assert row_seconds({"wall_s": 5.0}) == 5.0
 
 
-def test_robust_claims_need_the_full_model_under_epsilon_before_comparing():
+def test_robust_compares_e_with_the_variants_table_1_finds_under_epsilon_fixed_in_advance():
     from inference.papers.robust import EPSILON, LABELS
     from inference.reproduce.experiments import _robust_claims
 
@@ -264,13 +265,115 @@ def test_robust_claims_need_the_full_model_under_epsilon_before_comparing():
                             for s, (i, t) in enumerate(seeds)} for v, seeds in variants.items()}
 
     under, over = EPSILON - 0.05, EPSILON + 0.05
-    # Table 1: e) 0.1201 ≤ ε = 0.125; only e under ε: the comparison has nothing to compare
-    reached, compare = _robust_claims(rows(full=[(under, 0.005)] * 3, no_bias=[(over, 0.006)] * 3), "cpu")
-    assert reached.verdict == "holds" and compare.verdict == "inconclusive" and "e) transfers best" in compare.why
-    # e and c under ε, c worse beyond the seed spread: holds, on transfer and on reconstruction
-    claims = _robust_claims(rows(full=[(under, 0.0050), (under, 0.0051)],
-                                 no_bias=[(under, 0.0060), (under, 0.0061)]), "cpu")
+    # e under ε in every seed, a) and c) clearly worse: the prerequisite and both readings hold
+    e = [(under - 0.01, 0.0050), (under, 0.0051), (under + 0.01, 0.0049)]
+    claims = _robust_claims(rows(full=e, variational=[(over, 0.0080), (over, 0.0082), (over, 0.0081)],
+                                 no_bias=[(under, 0.0060), (under, 0.0061), (under, 0.0062)]), "cpu")
     assert [c.verdict for c in claims] == ["holds", "holds", "holds"]
-    # e over ε on average: the prerequisite and the claim both fail
-    claims = _robust_claims(rows(full=[(over, 0.005)] * 2), "cpu")
-    assert [c.verdict for c in claims] == ["does not hold", "does not hold"]
+    assert "e) − a)" in claims[1].ours and "e) − c)" in claims[1].ours  # comparators fixed: a) and c)
+    # a) better than e): does not hold, whatever a)'s constraint (the comparator is Table 1's, not ours)
+    claims = _robust_claims(rows(full=e, variational=[(over, 0.0040), (over, 0.0041), (over, 0.0039)],
+                                 no_bias=[(under, 0.0060), (under, 0.0061), (under, 0.0062)]), "cpu")
+    assert claims[1].verdict == "does not hold"
+    # c) missing: inconclusive, with the reason in the line
+    claims = _robust_claims(rows(full=e, variational=[(over, 0.0080), (over, 0.0082), (over, 0.0081)]), "cpu")
+    assert claims[1].verdict == "inconclusive" and "at least 2" in claims[1].why
+    # e over ε: the prerequisite does not hold
+    claims = _robust_claims(rows(full=[(over, 0.005), (over + 0.01, 0.005), (over + 0.02, 0.005)]), "cpu")
+    assert claims[0].verdict == "does not hold"
+
+
+def test_dip_compares_its_best_lambda_with_beta_4_and_60_whatever_beta_scores_best():
+    from inference.reproduce.shapes import _dip_claims
+
+    def row(metric, error):
+        return {s: {"beta_vae": m, "recon_l2": r} for s, (m, r) in enumerate(zip(metric, error))}
+
+    results = {"DIP-VAE-I λ_od=1": row([0.80, 0.82, 0.81], [0.002, 0.0021, 0.0019]),
+               "DIP-VAE-I λ_od=5": row([0.60, 0.62, 0.61], [0.002, 0.0021, 0.0019]),
+               "β-VAE β=4": row([0.50, 0.52, 0.51], [0.004, 0.0041, 0.0039]),
+               "β-VAE β=16": row([0.90, 0.92, 0.91], [0.008, 0.0081, 0.0079]),  # best by the metric: not used
+               "β-VAE β=60": row([0.60, 0.62, 0.61], [0.011, 0.0111, 0.0109])}
+    claims = _dip_claims(results, "cpu")
+    assert [c.verdict for c in claims] == ["holds", "holds"]
+    assert "β=4" in claims[0].claim and "β=60" in claims[1].claim and "β=16" not in claims[0].ours + claims[1].ours
+    assert "DIP-VAE-I λ_od=1" in claims[0].ours  # DIP-VAE-I at its best λ_od, as the paper picks it
+    from inference.papers.dip import study
+    from inference.reproduce.shapes import STUDY_FILE
+    betas = {t.flags["beta"] for t in study(STUDY_FILE, "/nonexistent").trials if t.flags["model"] == "beta"}
+    assert {4.0, 60.0} <= betas  # Table 1's β₁ and β₂ are grid points
+
+
+def test_pages_print_paths_relative_to_the_repository():
+    root = Path("/somewhere/main")
+    assert shown_path("/somewhere/runs/reproduce", root) == "../runs/reproduce"
+    assert shown_path("runs/x", root) == "runs/x"
+    cmd = "python scripts/reproduce.py dip --budget cpu --runs /somewhere/runs/reproduce --results=/somewhere/main/results"
+    assert relative_command(cmd, root) == ("python scripts/reproduce.py dip --budget cpu --runs ../runs/reproduce "
+                                           "--results=results")
+
+
+def test_results_index_is_generated_from_the_pages_records(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "STATUS.md").write_text("hand-typed 0.123\n")  # a leftover is not read any more
+    (results / "toy.json").write_text(json.dumps({
+        "paper": "toy", "budget": "cpu", "seeds": [0, 1], "wall_s": 7200.0, "claims": [],
+        "records": {"a": {"0": {}, "1": {}}, "b": {"0": {}}}}))
+    (results / "old.json").write_text(json.dumps({"paper": "old", "budget": "cpu", "seeds": [0], "wall_s": 0.0,
+                                                  "claims": []}))
+    (results / "pilot.json").write_text(json.dumps({"records": {}}))  # no page: skipped
+    text = write_index(results).read_text()
+    assert "hand-typed" not in text and "2 rows, 1–2 seeds per row (3 records)" in text
+    assert "| [old](results/old.md) | `cpu` | 0 | no per-seed records" in text and "2.00" in text
+
+
+#: Pages whose JSON has no per-seed records: they cannot be rewritten without running again.
+def _committed_pages():
+    out = []
+    for name in PAPERS:
+        path = ROOT / "results" / f"{name}.json"
+        if not path.is_file():
+            continue
+        page = json.loads(path.read_text())
+        marks = () if "records" in page else (pytest.mark.xfail(
+            reason=f"results/{name}.json has no per-seed records (the page predates them and its run folder is "
+                   f"gone): it cannot be regenerated until its runs are done again", strict=True),)
+        out.append(pytest.param(name, marks=marks, id=name))
+    return out
+
+
+@pytest.mark.parametrize("paper", _committed_pages())
+def test_every_committed_page_regenerates_from_its_records_byte_for_byte(paper, tmp_path):
+    """``--pages-only`` on a clean clone: a copy of results/ and an empty run folder rewrite the page
+    (and its figures) exactly as committed."""
+    import shutil
+
+    from inference.reproduce import reproduce as reproduce_paper
+
+    page = json.loads((ROOT / "results" / f"{paper}.json").read_text())
+    assert "records" in page, f"results/{paper}.json has no records"
+    main, runs = tmp_path / "main", tmp_path / "runs" / "reproduce"
+    shutil.copytree(ROOT / "results", main / "results")
+    runs.mkdir(parents=True)
+    regenerable = [f for f in _FIGURES.get(paper, ()) if f not in _NOT_REGENERABLE]
+    for name in regenerable:  # the figures must come back from the records alone
+        (main / "results" / name).unlink(missing_ok=True)
+    reproduce_paper(paper, budget=page["budget"], runs=runs, results=main / "results", train=False,
+                    command=page["command"], log=lambda *_: None)
+    assert (main / "results" / f"{paper}.md").read_text() == (ROOT / "results" / f"{paper}.md").read_text()
+    for name in regenerable:
+        assert (main / "results" / name).stat().st_size > 0
+
+
+#: Each page's figures, and those the committed records cannot redraw yet (why: below).
+_FIGURES = {"dip": ("dip_tradeoff.png",), "robust": ("robust_trajectories.png",)}
+_NOT_REGENERABLE = {"robust_trajectories.png"}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "results/robust.json's records predate the trajectories a record now keeps (experiments.trajectory); "
+    "the metrics.jsonl the figure was drawn from went with the run folder. The next robust run records them."))
+def test_the_robust_trajectories_figure_regenerates_from_its_records():
+    page = json.loads((ROOT / "results" / "robust.json").read_text())
+    assert all(numbers.get("trajectory") for per_seed in page["records"].values() for numbers in per_seed.values())

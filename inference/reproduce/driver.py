@@ -214,14 +214,16 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
                 f"{k}={v:.4g}" for k, v in numbers.items() if isinstance(v, (int, float))))
             # the record enters the page (results/<paper>.json) at once: a run of hours is never lost
             # with the run folder, and a later reproduction on another machine skips it
-            _rewrite(repro, budget, runs, results, command)
+            _rewrite(repro, budget, runs, results, command, final=False)
     found, page = _rewrite(repro, budget, runs, results, command)
     return {"results": found, "claims": judged(repro, found, budget), "page": page}
 
 
-def _rewrite(repro: Reproduction, budget: str, runs, results, command: str):
+def _rewrite(repro: Reproduction, budget: str, runs, results, command: str, final: bool = True):
     """Collect every finished row and rewrite the page and ``RESULTS.md``, under a lock in the run
-    folder, so two processes working on one page (``--only`` different rows) never lose a record."""
+    folder, so two processes working on one page (``--only`` different rows) never lose a record.
+    ``final=False`` (after each record): a page without records that the rows so far cannot replace
+    (:func:`refuse_legacy`) is left as it is, the record kept in the run folder, and the run goes on."""
     import fcntl
 
     lock_path = Path(runs) / repro.name / budget / ".page.lock"
@@ -229,7 +231,12 @@ def _rewrite(repro: Reproduction, budget: str, runs, results, command: str):
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         found = collect(repro, runs, budget, results)
-        refuse_legacy(repro, found, budget, Path(results))
+        try:
+            refuse_legacy(repro, found, budget, Path(results))
+        except ConfigError:
+            if final:
+                raise
+            return found, None
         page = write_page(repro, found, budget=budget, results=Path(results), command=command, runs=Path(runs))
         write_index(Path(results))
     return found, page

@@ -67,12 +67,12 @@ class Verdict:
             core = f"n = {ns}" + (f", Δ {self.estimate:+.{digits}f}" if math.isfinite(self.estimate) else "")
         else:
             core = (f"n = {ns}, Δ {self.estimate:+.{digits}f} (90% CI {self.ci[0]:+.{digits}f} to "
-                    f"{self.ci[1]:+.{digits}f}), p = {_p(self.p)}")
+                    f"{self.ci[1]:+.{digits}f}), p {_p(self.p)}")
         return core + (f" ({self.note})" if self.note else "")
 
 
 def _p(p: float) -> str:
-    return "–" if not math.isfinite(p) else f"{p:.2g}" if p >= 0.001 else "< 0.001"
+    return "= –" if not math.isfinite(p) else f"= {p:.2g}" if p >= 0.001 else "< 0.001"
 
 
 # -- the vectorised cores ------------------------------------------------------------------------------
@@ -181,15 +181,16 @@ def _flat(se: float, *arrays) -> bool:
 
 def _decide(code: int, effect: float, se: float, df: float, n: tuple, need: int | None, what: str,
             digits: int) -> str:
+    """The "what it would take" sentence; numbers to 2 significant digits (``digits`` is the summary's)."""
     smallest = detectable(se, df)
     text = (f"at n = {' vs '.join(map(str, n))} and the observed spread this test detects {what} of "
-            f"{smallest:.{digits}g} with 80% power")
+            f"{smallest:.2g} with 80% power")
     if code != 0:
         return text
     if not effect > 0:
-        return text + "; the observed one points the other way, so more seeds would only firm up 'does not hold'"
-    return text + (f"; the observed {effect:.{digits}g} would need about {need} seeds per arm" if need
-                   else f"; the observed {effect:.{digits}g} would need more than {MAX_N} seeds per arm")
+        return text + "; the observed difference points the other way (towards 'does not hold')"
+    return text + (f"; the observed {effect:.2g} would need about {need} seeds per arm" if need
+                   else f"; the observed {effect:.2g} would need more than {MAX_N} seeds per arm")
 
 
 def two_arm(a, b, higher: bool = True, digits: int = 2) -> Verdict:
