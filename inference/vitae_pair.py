@@ -44,7 +44,12 @@ VITAE_PARAMS = {
     "canonical_fraction": 1.0,
     # Width multiplier of the appearance encoder/decoder hidden layers (1 = the supplement's sizes).
     "app_width": 1,
+    # How the perspective decoder's last layer starts: "identity" (ours: weight 0, bias the
+    # transformer's identity θ, so every parametrisation starts at T = id) or "default" (PyTorch's
+    # default initialisation: the supplement's eqs. (1)-(3) read literally, θ ≈ small random values).
+    "persp_init": "identity",
 }
+PERSP_INITS = ("identity", "default")
 
 
 def _tessellation(text: str):
@@ -86,7 +91,10 @@ def vitae_pair(config: dict, data_shape, dataset_size: int, conditional: bool):
     if width < 1:
         raise ConfigError(f"app_width must be an integer >= 1, got {config['app_width']!r}")
     app_decoder = MLPDecoder(da, canonical, tuple(width * h for h in APP_DECODER))
-    persp_dec = perspective_decoder(dp, transformer.dim, PERSP_DECODER)
+    if config["persp_init"] not in PERSP_INITS:
+        raise ConfigError(f"persp_init must be one of {', '.join(PERSP_INITS)}, got {config['persp_init']!r}")
+    start = transformer.identity(1)[0] if config["persp_init"] == "identity" else None
+    persp_dec = perspective_decoder(dp, transformer.dim, PERSP_DECODER, start=start)
     model = VITAEModel(app_decoder, persp_dec, transformer, dp, da, dataset_size, likelihood,
                        canvas=tuple(data_shape[1:]))
     persp_enc = VITAEEncoder(data_shape, dp, PERSP_ENCODER)

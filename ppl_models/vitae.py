@@ -45,12 +45,17 @@ def canonical_shape(data_shape, fraction: float):
     return c, max(h - 2 * pad_h, 1), max(w - 2 * pad_w, 1)
 
 
-def perspective_decoder(persp_dim: int, theta_dim: int, hidden=(24, 24)) -> MLPDecoder:
-    """z_persp -> θ; the last layer starts at zero, so every transformer starts at the identity."""
+def perspective_decoder(persp_dim: int, theta_dim: int, hidden=(24, 24), start=0.0) -> MLPDecoder:
+    """z_persp -> θ. ``start``: the θ the net outputs at initialisation (its last layer's weight zero,
+    its bias ``start``; the transformer's ``identity(1)[0]`` starts it at the identity), or ``None``:
+    PyTorch's default initialisation of the last layer, as the VITAE supplement's eqs. (1)-(3) read
+    literally (θ ≈ small random values)."""
     net = MLPDecoder(persp_dim, (theta_dim,), hidden)
-    last = net.net[-1]
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
+    if start is not None:
+        last = net.net[-1]
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            last.bias.copy_(torch.as_tensor(start, dtype=last.bias.dtype).expand_as(last.bias))
     return net
 
 
