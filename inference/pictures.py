@@ -1,7 +1,10 @@
-"""Image grids for reconstructions and samples, written as PNG."""
+"""Image grids for reconstructions and samples, written as PNG, and a run's training curves
+(:func:`training_curves`: the logged terms, the KL weight and a stateful objective's state against
+the step, from ``metrics.jsonl``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -92,3 +95,118 @@ def mi_heatmap(mi, path, factor_names=(), title: str = "mutual information (nats
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# -- training curves -----------------------------------------------------------------------------
+
+#: The logged numbers that are the step's weights rather than terms of the objective.
+WEIGHT_TERMS = {"kl_weight": "KL weight (warm-up)"}
+#: The logged numbers that are a stateful objective's state (what its per-step update changes),
+#: with what each is. FactorVAE's ``tc`` is its discriminator's estimate: state when the run logs
+#: ``discriminator`` too (:func:`term_kind`); β-TCVAE's ``tc`` is a term of its objective.
+STATE_TERMS = {"capacity": "C(t): β-VAE-B's capacity (nats)",
+               "gamma": "γ: the robust model's adaptive weight",
+               "lambda": "λ: the augmented-Lagrangian multiplier",
+               "discriminator": "FactorVAE discriminator's loss",
+               "tc": "TC estimate of FactorVAE's discriminator"}
+
+
+def term_kind(name: str, names) -> str:
+    """``"weight"``, ``"state"`` or ``"term"``: what the logged number ``name`` of a run that logs
+    ``names`` is (:data:`WEIGHT_TERMS`, :data:`STATE_TERMS`, else a term of the objective)."""
+    if name in WEIGHT_TERMS:
+        return "weight"
+    if name in STATE_TERMS and (name != "tc" or "discriminator" in names):
+        return "state"
+    return "term"
+
+
+def read_metrics(path) -> list[dict]:
+    """The rows of a ``metrics.jsonl`` (a run folder or the file), skipping lines that are not JSON
+    objects with a step (a line cut short by a killed run)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows
+
+
+def default_panels(rows) -> list[tuple[str, tuple[str, ...]]]:
+    """One panel per logged number of ``rows``: the objective's terms (``loss`` first) in log order,
+    then the weights, then the objective's state, each titled by what it is."""
+    names = list(dict.fromkeys(k for row in rows for k in row if k != "step"))
+    kinds = {n: term_kind(n, names) for n in names}
+    terms = sorted((n for n in names if kinds[n] == "term"), key=lambda n: n != "loss")
+    order = terms + [n for n in names if kinds[n] == "weight"] + [n for n in names if kinds[n] == "state"]
+    titles = {"term": lambda n: n, "weight": lambda n: WEIGHT_TERMS[n],
+              "state": lambda n: f"{n} — {STATE_TERMS[n]}"}
+    return [(titles[kinds[n]](n), (n,)) for n in order]
+
+
+LINE_STYLES = ("-", ":", "--", "-.")
+
+
+def training_curves(runs, path, panels=None, *, hlines=None, title: str | None = None,
+                    ncols: int | None = None, panel_size=(3.4, 2.6), dpi: int = 110) -> dict:
+    """Logged numbers against the step, one panel per group; save the figure and return its data.
+
+    :param runs: the rows of one ``metrics.jsonl`` (:func:`read_metrics`), or ``{label: rows}`` for
+        several runs drawn over each other, one colour per run (legend in the first panel).
+    :param panels: ``[(title, (name, ...)), ...]``; the names of a panel are drawn solid, dotted,
+        dashed, dash-dot in order. Default :func:`default_panels`: every term, the KL weight and
+        the objective's state, one panel each.
+    :param hlines: ``{panel index: value}``, a reference line (black, dashed) in that panel.
+    Returns ``{panel title: {line: (steps, values)}}``, a line named by its term (one run) or by
+    ``(run label, term)`` (several): exactly what is plotted. Rows without a term are skipped in its line.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    several = isinstance(runs, dict)
+    runs = runs if several else {None: list(runs)}
+    if panels is None:
+        panels = default_panels([row for rows in runs.values() for row in rows])
+    if not panels:
+        raise ValueError("no logged numbers to plot (empty metrics)")
+    ncols = ncols or min(len(panels), 4)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
+                             squeeze=False)
+    axes = axes.ravel()
+    data = {}
+    for i, (name, terms) in enumerate(panels):
+        ax, lines = axes[i], {}
+        for label, rows in runs.items():
+            color = None
+            for term, style in zip(terms, LINE_STYLES):
+                kept = [r for r in rows if term in r]
+                steps, values = [r["step"] for r in kept], [float(r[term]) for r in kept]
+                line, = ax.plot(steps, values, ls=style, lw=1, color=color,
+                                label=(label if term == terms[0] else None) if several else term)
+                color = line.get_color()
+                lines[(label, term) if several else term] = (steps, values)
+        if hlines and i in hlines:
+            ax.axhline(hlines[i], color="k", lw=0.8, ls="--")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+        if not several and len(terms) > 1:
+            ax.legend(fontsize=7)
+        data[name] = lines
+    if several:
+        axes[0].legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=dpi)
+    plt.close(fig)
+    return data

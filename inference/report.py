@@ -3,7 +3,7 @@
 :func:`evaluate_run` is the one evaluation driver: ``scripts/evaluate.py`` runs it on every section,
 a sweep trial on the study's sections (:data:`SECTIONS`). ``Evaluation(run_dir, full, device, seed,
 dci_importance, beta_vae_classifier, sizes)`` loads a run and fills ``report`` section by section
-(training time, pictures, reconstruction, factor metrics, IWAE log-likelihood, FID/KID, ArviZ
+(training time and curves, pictures, reconstruction, factor metrics, IWAE log-likelihood, FID/KID, ArviZ
 export); ``markdown(report)`` renders it. Sample sizes are ``SIZES["quick"]`` (a CPU evaluation of a
 dSprites run in minutes) or ``SIZES["full"]`` (disentanglement_lib's), updated by ``sizes``.
 
@@ -29,10 +29,11 @@ from .errors import ConfigError
 from .fid import fid_kid
 from .likelihood import log_likelihood
 from .metrics.reconstruction import reconstruction_error
-from .pictures import mi_heatmap, prior_samples, reconstructions, save_grid, traversals
+from .pictures import (mi_heatmap, prior_samples, read_metrics, reconstructions, save_grid, training_curves,
+                       traversals)
 from .posterior import encode_batched, posterior_code, to_inferencedata
 from .runs import load_data, load_run, read_run_config
-from .svi import SUMMARY
+from .svi import METRICS, SUMMARY
 
 REPORT = "report.json"
 
@@ -237,6 +238,16 @@ class Evaluation:
                                        "steps": summary.get("step"), "terms": summary.get("terms")}
         else:
             self.skip("training time", f"no {SUMMARY}")
+        self.curves()
+
+    def curves(self):
+        """``curves.png``: the logged terms, the KL weight and the objective's state against the step
+        (:func:`~inference.pictures.training_curves` on ``metrics.jsonl``); part of :meth:`training`."""
+        rows = read_metrics(self.dir / METRICS) if (self.dir / METRICS).is_file() else []
+        if not rows:
+            return self.skip("curves", f"no {METRICS} rows")
+        training_curves(rows, self.dir / "curves.png", title=f"training of {self.config.get('model')}")
+        self.report["files"].append("curves.png")
 
 
 #: The sections of a report, in the order ``scripts/evaluate.py`` runs them. ``beta_vae`` is part of
@@ -274,9 +285,27 @@ def evaluate_run(run_dir, sections=ALL_SECTIONS, *, full: bool = False, device: 
             run.get(name, getattr(ev, name))()
         ev.report["seconds"][name] = time.perf_counter() - t0
     ev.report["seconds"]["total"] = time.perf_counter() - t_all
+    log_to_tensorboard(ev.report, ev.config, ev.run.step)
     atomic_write_text(run_dir / REPORT, json.dumps(ev.report, indent=2))
     atomic_write_text(run_dir / "report.md", markdown(ev.report))
     return ev.report
+
+
+def log_to_tensorboard(report: dict, config: dict, step: int) -> None:
+    """A run trained with a TensorBoard folder (``config["tensorboard"]``) gets the report's metrics
+    in that run's ``evaluation`` sub-run at ``step`` (:func:`inference.tensorboard.log_evaluation`):
+    TensorBoard's hparams table then shows them beside the run's config. Without the package, the
+    report says so instead (``skipped``)."""
+    folder = config.get("tensorboard")
+    if not folder:
+        return
+    from .tensorboard import log_evaluation
+
+    try:
+        log_evaluation(folder, report, step)
+        report["tensorboard"] = str(Path(folder) / "evaluation")
+    except ConfigError as err:  # the tensorboard extra is missing
+        report["skipped"].append(f"tensorboard: {err}")
 
 
 def headline(report: dict) -> str:

@@ -62,6 +62,10 @@ SETTINGS: dict[str, Setting] = {
     "log_every": Setting(positive_int, 10),
     "checkpoint_every": Setting(positive_int, 500),
     "no_pictures": Setting(bool, False, "skip the pictures after training"),
+    "tensorboard": Setting(str, None, "also log to TensorBoard in this folder (pip install "
+                           "pyro-disentangle[tensorboard]); a resumed run keeps its folder"),
+    "tensorboard_images": Setting(non_negative_int, 0, "with --tensorboard: reconstructions and a "
+                                  "traversal grid every N steps (a multiple of --log-every; 0: none)"),
 }
 _PARSE_BY_TYPE = {float: finite_float, int: non_negative_int, str: str}
 
@@ -184,6 +188,15 @@ class _ReportingData:
             self._on_log(int(row.pop("step")), row)
 
 
+def tensorboard_dir(settings: dict, config: dict, resume: bool):
+    """The run's TensorBoard folder: the ``tensorboard`` setting, else (``resume``) the folder the
+    run logged to before (``config.json``'s ``tensorboard``), else None."""
+    given = settings.get("tensorboard")
+    if given is not None:
+        return given
+    return config.get("tensorboard") if resume else None
+
+
 def train_run(settings: dict, out_dir, resume: bool = False, progress: bool | None = None,
               on_log: Callable[[int, dict], None] | None = None) -> FitResult:
     """Train the catalog model ``settings`` name into ``out_dir`` (or continue it, ``resume``).
@@ -214,7 +227,8 @@ def train_run(settings: dict, out_dir, resume: bool = False, progress: bool | No
                  lr=setting("lr"), warmup_steps=setting("warmup_steps"), seed=seed, resume=resume,
                  log_every=_given(settings, "log_every"),
                  checkpoint_every=_given(settings, "checkpoint_every"), device=device, config=config,
-                 progress=progress)
+                 progress=progress, log_dir=tensorboard_dir(settings, config, resume),
+                 image_every=_given(settings, "tensorboard_images"))
     if on_log is not None and fed._offset is not None:
         fed.poll()  # the last log step
     if not _given(settings, "no_pictures") and len(data.data_shape) == 3:

@@ -305,7 +305,8 @@ def default_device() -> torch.device:
 def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size: int = 64,
         lr: float = 1e-4, warmup_steps: int = 0, warmup_start: float = 0.01, seed: int = 0,
         resume: bool = False, log_every: int = 10, checkpoint_every: int = 500, device=None,
-        config: dict | None = None, progress: bool | None = None, fast: bool = True) -> FitResult:
+        config: dict | None = None, progress: bool | None = None, fast: bool = True,
+        log_dir=None, image_every: int = 0) -> FitResult:
     """Fit ``model``/``guide`` to ``data`` by minimising ``loss`` (an ELBO of :mod:`inference.elbo`).
 
     :param steps: total number of optimiser steps (a resumed run continues up to it).
@@ -317,6 +318,12 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
     :param fast: the fast path (module docstring): the same model and loss, computed faster.
         ``False`` runs the plain eager step (default memory format, for-loop Adam); a subset of
         :data:`FAST_PARTS` runs those parts only.
+    :param log_dir: also log to TensorBoard in this folder (:mod:`inference.tensorboard`; needs the
+        ``tensorboard`` extra): the logged terms, the KL weight and the objective's state at every
+        log step from the same host values, the config as hparams at the end; a resumed run
+        appends to the same TensorBoard run. Recorded in ``config.json`` as ``tensorboard``.
+    :param image_every: with ``log_dir``, reconstructions and a traversal grid every this many steps
+        (a multiple of ``log_every``; 0: none).
     """
     parts = fast_parts(fast)
     for name, value, low in (("steps", steps, 0), ("batch_size", batch_size, 1),
@@ -349,6 +356,13 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
     elif out is not None and out.exists() and any(out.iterdir()):
         raise ConfigError(f"run directory {out} already exists and is not empty "
                           "(use --resume to continue it, or another --out)")
+    board = None
+    if log_dir is not None:
+        from .tensorboard import TrainingBoard
+        board = TrainingBoard(log_dir, start=state["step"] if state is not None else 0, resume=resume,
+                              log_every=log_every, image_every=image_every)
+    elif image_every:
+        raise ConfigError("image_every needs log_dir (the pictures go to TensorBoard)")
 
     pair.to(device)
     if hasattr(loss, "to"):
@@ -360,14 +374,15 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
         return _fit(pair, model, guide, loss, data, state, out, device, parts, steps=steps,
                     batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                     warmup_start=warmup_start, seed=seed, resume=resume, log_every=log_every,
-                    checkpoint_every=checkpoint_every, config=config, progress=progress)
+                    checkpoint_every=checkpoint_every, config=config, progress=progress,
+                    board=board)
     finally:
         restore_layout(moved)
 
 
 def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, batch_size, lr,
          warmup_steps, warmup_start, seed, resume, log_every, checkpoint_every, config,
-         progress) -> FitResult:
+         progress, board=None) -> FitResult:
     optimizer = make_optimizer(pair.parameters(), lr, fast="fused_adam" in parts)
     generator = torch.Generator()
     start, train_seconds = 0, 0.0
@@ -394,6 +409,8 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
             saved = json.loads((out / CONFIG).read_text())
             saved["steps"] = steps
             run_config = saved
+        if board is not None:
+            run_config["tensorboard"] = str(board.dir.resolve())
         atomic_write_text(out / CONFIG, json.dumps(run_config, indent=2, sort_keys=True) + "\n")
         _truncate_metrics(out / METRICS, start)
 
@@ -472,14 +489,24 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
                 if is_log and metrics_file is not None:
                     metrics_file.write(json.dumps({"step": done, **last_terms, "kl_weight": weight}) + "\n")
                     metrics_file.flush()
+                if is_log and board is not None:  # the same host values: no other sync
+                    board.log_window(done, last_terms, weight)
+                    if board.images_due(done):
+                        board.log_images(done, model, guide, data, device)
                 bar.set_postfix(loss=f"{last_terms.get('loss', float('nan')):.4g}", refresh=False)
                 acc.zero_()
                 count = 0
                 if is_ckpt:
                     checkpoint(done)
             bar.update(1)
+        if board is not None:
+            board.log_hparams(run_config if out is not None else {
+                **(config or {}), "steps": steps, "batch_size": batch_size, "lr": lr,
+                "warmup_steps": warmup_steps, "seed": seed})
     finally:
         bar.close()
+        if board is not None:
+            board.close()
         if metrics_file is not None:
             metrics_file.close()
     train_seconds += time.perf_counter() - t0

@@ -3,8 +3,10 @@
     python scripts/evaluate.py RUN_DIR [--full] [--device cpu|cuda] [--seed 0] [--no-fid]
         [--dci-importance gbt|forest] [--beta-vae-classifier logistic|svm]
 
-Writes into RUN_DIR: report.json, report.md, reconstructions.png, traversals.png,
-prior_samples.png, mi_heatmap.png and posterior.nc. Default sample sizes keep an evaluation of a
+Writes into RUN_DIR: report.json, report.md, curves.png (the training curves of metrics.jsonl),
+reconstructions.png, traversals.png, prior_samples.png, mi_heatmap.png and posterior.nc. A run
+trained with --tensorboard DIR also gets the metrics in TensorBoard, as DIR/evaluation beside the
+run's hparams. Default sample sizes keep an evaluation of a
 dSprites run within about 5 minutes on a laptop CPU; ``--full`` uses disentanglement_lib's sizes
 (much longer). Metrics a dataset cannot support (no factors, no simulator to intervene on) are
 skipped with a line saying why. The evaluation is inference.report.evaluate_run, as in a sweep.

@@ -2,6 +2,11 @@
 
     python scripts/train.py --model vae --data dsprites --steps 2000 --out runs/x [--beta 4]
         [--batch-size 64] [--seed 0] [--device cpu|cuda] [--resume]
+        [--tensorboard DIR [--tensorboard-images N]]
+
+--tensorboard DIR logs the terms, the KL weight, the objective's state and (every N steps)
+pictures to TensorBoard (pip install pyro-disentangle[tensorboard]); watch with
+`tensorboard --logdir DIR`. scripts/evaluate.py later adds the run's metrics there.
 
 Every setting is one of inference.runs' (the flags of the catalog's hyperparameters included);
 the run itself is inference.runs.train_run. Any bad input prints one line on stderr naming the bad

@@ -484,31 +484,16 @@ def box_plot(results, path, epsilon):
     plt.close(fig)
 
 
-def trajectories(runs: dict, path, epsilon, title: str | None = None):
+def trajectories(runs: dict, path, epsilon, title: str | None = None) -> dict:
     """I_T, I_T′ (with ε), γ and λ against the step, from the metrics.jsonl of each run of ``runs``
-    ({variant: run folder})."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ({variant: run folder}): :func:`~inference.pictures.training_curves`, one colour per variant.
+    Returns the plotted series."""
+    from ..pictures import read_metrics, training_curves
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for v, run_dir in runs.items():
-        rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-        step = [r["step"] for r in rows]
-        line, = axes[0].plot(step, [r["I_T"] for r in rows], label=LABELS[v], lw=1)
-        axes[0].plot(step, [r["I_T_prime"] for r in rows], ls=":", color=line.get_color(), lw=1)
-        axes[1].plot(step, [r["gamma"] for r in rows], color=line.get_color(), lw=1)
-        axes[2].plot(step, [r["lambda"] for r in rows], color=line.get_color(), lw=1)
-    axes[0].axhline(epsilon, color="k", lw=0.8, ls="--")
-    for ax, name in zip(axes, ("I_T (solid), I_T′ (dotted), ε (dashed)", "γ", "λ")):
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step")
-    axes[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return training_curves({LABELS[v]: read_metrics(Path(d) / "metrics.jsonl") for v, d in runs.items()},
+                           path, [("I_T (solid), I_T′ (dotted), ε (dashed)", ("I_T", "I_T_prime")),
+                                  ("γ", ("gamma",)), ("λ", ("lambda",))],
+                           hlines={0: epsilon}, title=title, ncols=3, panel_size=(13 / 3, 3.6))
 
 
 def table(results, epsilon) -> str:

@@ -57,8 +57,21 @@ def train(flags: dict, run_dir, on_log=None) -> str:
         return "resumed"
     if run.exists():
         shutil.rmtree(run)  # a trial that died before its first checkpoint: start it again
+    if flags.get("tensorboard"):
+        shutil.rmtree(flags["tensorboard"], ignore_errors=True)  # and its TensorBoard run
     train_run(flags, run, progress=False, on_log=on_log)
     return "trained"
+
+
+def trial_flags(trial: dict) -> dict:
+    """The trial's settings, its ``tensorboard`` folder made its own: a study's ``tensorboard``
+    setting names a folder (relative to the study's folder, where ``runs/`` is) that holds one
+    TensorBoard run per trial, ``<folder>/<trial name>``; ``tensorboard --logdir`` on it compares them."""
+    flags = trial["flags"]
+    if not flags.get("tensorboard"):
+        return flags
+    study = Path(trial["run_dir"]).parent.parent
+    return {**flags, "tensorboard": str(study / flags["tensorboard"] / trial["name"])}
 
 
 def run_trial(config: dict, report=None) -> None:
@@ -85,7 +98,7 @@ def run_trial(config: dict, report=None) -> None:
         report(dict(last))
 
     try:
-        record["training"] = train(trial["flags"], run, on_log)
+        record["training"] = train(trial_flags(trial), run, on_log)
         t1 = time.perf_counter()
         metrics = metric_values(evaluate_run(run, evaluate["sections"], full=evaluate["full"],
                                              device=evaluate["device"], seed=evaluate["seed"],
