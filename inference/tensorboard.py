@@ -27,7 +27,9 @@ Evaluation: ``fit`` records the folder in ``config.json`` (``tensorboard``), and
 report's metrics as ``eval/<metric>`` scalars at the run's step into the sub-run ``DIR/evaluation``
 (:func:`log_evaluation`), purging that sub-run's earlier points at the same step: evaluating again
 replaces them, and evaluating a longer run adds a point. TensorBoard's hparams table shows them as
-the session's ``evaluation`` metrics beside its config.
+the session's ``evaluation`` metrics beside its config when TensorBoard's ``--logdir`` is a folder
+above ``DIR`` (a run given as the logdir itself is TensorBoard's run ``.``, which it does not take
+as the parent of ``evaluation``): e.g. ``--tensorboard tb/beta4`` and ``tensorboard --logdir tb``.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class TrainingBoard:
         from torchvision.utils import make_grid
 
         forked = [device] if torch.device(device).type == "cuda" else []
-        modes = (model.training, guide.training)
+        modes = [(m, m.training) for m in (*model.modules(), *guide.modules())]  # frozen parts stay eval
         with torch.random.fork_rng(devices=forked):
             if self._items is None:
                 index = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[:8]
@@ -139,8 +141,8 @@ class TrainingBoard:
                 rec = reconstructions(model, guide, x)
                 trav = traversals(model, guide, x[:1], steps=7).reshape(-1, *x.shape[1:])
             finally:
-                model.train(modes[0])
-                guide.train(modes[1])
+                for module, training in modes:
+                    module.training = training
         for name, images, nrow in (("reconstructions", rec, len(x)), ("traversals", trav, 7)):
             grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, pad_value=0.5)
             self.writer.add_image(f"pictures/{name}", grid, step)

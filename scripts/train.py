@@ -5,8 +5,9 @@
         [--tensorboard DIR [--tensorboard-images N]]
 
 --tensorboard DIR logs the terms, the KL weight, the objective's state and (every N steps)
-pictures to TensorBoard (pip install pyro-disentangle[tensorboard]); watch with
-`tensorboard --logdir DIR`. scripts/evaluate.py later adds the run's metrics there.
+pictures to TensorBoard (pip install pyro-disentangle[tensorboard]); scripts/evaluate.py later
+adds the run's metrics. Watch with `tensorboard --logdir` on DIR's parent folder: runs side by
+side, and the hparams table shows each run's config with its evaluation metrics.
 
 Every setting is one of inference.runs' (the flags of the catalog's hyperparameters included);
 the run itself is inference.runs.train_run. Any bad input prints one line on stderr naming the bad

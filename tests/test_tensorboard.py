@@ -221,3 +221,24 @@ def test_no_host_sync_beyond_the_log_windows(tmp_path, monkeypatch):
     assert reads[0].get("tolist", 0) >= 4  # the counting works: one read per log window at least
     assert reads[0] == reads[1]
     assert len(board(tmp_path / "tb").Scalars("state/capacity")) == 4
+
+
+def test_pictures_leave_every_module_in_its_mode_and_the_rng_alone(tmp_path):
+    from inference.tensorboard import TrainingBoard
+
+    digits = ppl_data.load("digits")
+    _, model, guide, _ = _pair(digits, "vae")
+    frozen = next(m for m in model.modules() if m is not model)
+    model.train()
+    guide.train()
+    frozen.eval()  # a frozen part (e.g. MS-VAE's stage one) stays in eval mode
+    modes = [m.training for m in (*model.modules(), *guide.modules())]
+    tb = TrainingBoard(tmp_path / "tb", start=0, resume=False, log_every=1, image_every=1)
+    torch.manual_seed(3)
+    tb.log_images(1, model, guide, digits, "cpu")
+    after = torch.rand(3)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(3))  # training's random stream untouched
+    assert [m.training for m in (*model.modules(), *guide.modules())] == modes
+    tb.close()
+    assert board(tmp_path / "tb").Tags()["images"] == ["pictures/reconstructions", "pictures/traversals"]
