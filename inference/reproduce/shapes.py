@@ -246,18 +246,23 @@ def _baselines_claims(results, budget):
     claims = [Claim.tested("Budget check: β-TCVAE's MIG above the plain VAE's",
                            "β-TCVAE > VAE in MIG (Chen et al. 2018; Locatello et al. 2019 Fig. 13)",
                            f"β-TCVAE {fmt(tc)} vs VAE {fmt(vae)}", ("MIG", two_arm(tc, vae, higher=True)))]
+    # Claim 1 as the papers state it: each regularised objective disentangles more than the plain VAE
+    # (Higgins et al. 2017; Chen et al. 2018; Kim & Mnih 2018; Kumar et al. 2018), each a Welch test on
+    # MIG against the VAE; the claim is their conjunction (stats.all_of, an intersection-union test).
+    # disentanglement_lib's range (REFERENCE) stays on the table as orientation only: it is read off
+    # violin plots, not a number to test against.
     regularised = [n for n in BASELINES if n in results and n != "VAE"]
-    inside = [n for n in regularised if 0.05 <= stats(column(results, n, "mig"))[0] <= 0.35]
-    shorter = BASE["gpu"]["steps"] / BASE[budget]["steps"]
-    if len(regularised) < len(BASELINES) - 1:
-        verdict, why = "inconclusive", f"only {len(regularised)} of {len(BASELINES) - 1} regularised baselines run"
-    else:
-        verdict = "holds" if len(inside) >= 4 else "inconclusive" if len(inside) >= 2 else "does not hold"
-        why = f"{len(inside)} of {len(regularised)} inside the range, {shorter:.0f}× fewer steps on 32×32 images"
-    claims.append(Claim(
-        "The regularised baselines land in disentanglement_lib's dSprites MIG range",
-        "MIG roughly 0.05–0.35 (Locatello et al. 2019 violin plots, 300k steps; approximate, no table)",
-        ", ".join(f"{n} {fmt(column(results, n, 'mig'))}" for n in regularised) or "–", verdict, why))
+    if regularised:
+        tests = [(n, two_arm(column(results, n, "mig"), vae, higher=True)) for n in regularised]
+        missing = [n for n in BASELINES if n != "VAE" and n not in results]
+        verdict = all_of([v for _, v in tests]) if not missing or all_of([v for _, v in tests]) == "does not hold" \
+            else "inconclusive"
+        claims.append(Claim.tested(
+            "Every regularised baseline's MIG is above the plain VAE's",
+            "each regularised objective disentangles more than the VAE (β-VAE, β-TCVAE, FactorVAE, DIP-VAE papers; "
+            "Locatello et al. 2019 Fig. 13 for the spread)",
+            ", ".join(f"{n} {fmt(column(results, n, 'mig'))}" for n in regularised)
+            + (f"; not run: {', '.join(missing)}" if missing else ""), *tests, verdict=verdict))
     return claims
 
 
