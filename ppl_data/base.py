@@ -11,17 +11,56 @@ Both give batches as ``(x, factors)`` with ``x`` a float tensor in [0, 1] shaped
 or ``(N, D)`` and ``factors`` a LongTensor ``(N, K)`` (``K = 0`` when nothing is known), through
 :meth:`Data.batch`, which takes a LongTensor of dataset indices. Training draws indices, so Pyro's
 data plate can be given ``subsample=index`` and exact resume stays possible.
+
+No host synchronisation in a batch: indices and factors are made and checked on the host (with
+NumPy, which cannot read a device tensor), then copied to the device without waiting
+(:func:`to_device`), and rendered there with fixed-shape tensor operations only, so a training
+step on a GPU never stalls its launch queue on the data (``tests/test_host_sync.py``).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
 class DataError(ValueError):
     """A problem with the user's data or data arguments (missing folder, bad shape, NaN...)."""
+
+
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """``tensor`` on ``device``; a host tensor goes to a GPU through pinned memory, without waiting.
+
+    A blocking copy from pageable memory is a host synchronisation of its own (CUDA's
+    ``cudaMemcpy``; ``torch.cuda.set_sync_debug_mode`` reports it); from pinned memory with
+    ``non_blocking=True`` the copy is queued on the stream, and PyTorch's pinned allocator keeps the
+    source alive until it has run.
+    """
+    if device is None:
+        return tensor
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def host_values(tensor: torch.Tensor) -> np.ndarray:
+    """The values of ``tensor`` as a NumPy array, for checks made on the host.
+
+    Free for a host tensor (shared memory, no tensor operation). A device tensor is copied back
+    first: one synchronisation, made only where a user hands device values to a checking call,
+    never in a training step (which checks its indices on the host before they move).
+    """
+    return tensor.detach().cpu().numpy()
+
+
+def check_indices(index: torch.Tensor, n: int) -> None:
+    """Raise :class:`DataError` unless every dataset index is in [0, n) (checked on the host)."""
+    values = host_values(index)
+    if values.size and (values.min() < 0 or values.max() >= n):
+        raise DataError(f"indices must be in [0, {n})")
 
 
 class Data:
@@ -121,12 +160,14 @@ class TensorData(Data):
         return len(self.images)
 
     def batch(self, index, device=None, dtype=torch.float32):
-        index = index.to(self.images.device)
+        index = to_device(torch.as_tensor(index), self.images.device)
         x = self.images[index]
+        if device is not None and x.device.type == "cpu":
+            x = to_device(x, device)  # uint8 crosses to the device: a quarter of the bytes of float
         x = x.to(dtype) / 255.0 if x.dtype == torch.uint8 else x.to(dtype)
         f = self.factors[index.to(self.factors.device)]
         if device is not None:
-            x, f = x.to(device), f.to(device)
+            x, f = x.to(device), to_device(f, device)
         return x, f
 
 
@@ -144,17 +185,22 @@ class GroundTruthData(Data):
         return strides
 
     def check_factors(self, factors: torch.Tensor) -> torch.Tensor:
+        """``factors`` as a LongTensor, or :class:`DataError` naming the first bad value.
+
+        The range check reads the values on the host (:func:`host_values`): call it where factors
+        are made, before they move to a device; :meth:`batch` never calls it on the device.
+        """
         factors = torch.as_tensor(factors)
         if factors.ndim != 2 or factors.shape[1] != len(self.factor_sizes):
             raise DataError(f"factors must be shaped (n, {len(self.factor_sizes)}) for "
                             f"{self.factor_names}, got {tuple(factors.shape)}")
         if factors.is_floating_point():
             raise DataError(f"factors must be integers, got dtype {factors.dtype}")
-        sizes = torch.tensor(self.factor_sizes, device=factors.device)
-        bad = (factors < 0) | (factors >= sizes)
+        values = host_values(factors)
+        bad = (values < 0) | (values >= np.asarray(self.factor_sizes))
         if bad.any():
-            row, col = (int(v) for v in bad.nonzero()[0])
-            raise DataError(f"factor {self.factor_names[col]!r} = {int(factors[row, col])} is out of "
+            row, col = np.argwhere(bad)[0]  # row-major: the first bad value, as before
+            raise DataError(f"factor {self.factor_names[col]!r} = {int(values[row, col])} is out of "
                             f"range [0, {self.factor_sizes[col]})")
         return factors.long()
 
@@ -166,8 +212,7 @@ class GroundTruthData(Data):
     def factors_of(self, index: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`index_of`."""
         index = torch.as_tensor(index, dtype=torch.long)
-        if ((index < 0) | (index >= len(self))).any():
-            raise DataError(f"indices must be in [0, {len(self)})")
+        check_indices(index, len(self))
         sizes = torch.tensor(self.factor_sizes, dtype=torch.long, device=index.device)
         return (index[..., None] // self._strides(index.device)) % sizes
 
@@ -181,10 +226,21 @@ class GroundTruthData(Data):
         return out.to(device) if device is not None else out
 
     def images(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-        raise NotImplementedError
+        """The observations of ``factors`` (LongTensor ``(n, K)``), checked first (DataError if bad)."""
+        return self.render(self.check_factors(factors), dtype=dtype)
+
+    def render(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """The observations of ``factors`` already known to be valid, on their device, unchecked.
+
+        What :meth:`batch` calls: its factors come from in-range indices. A simulator defines
+        ``render``; one that defines only :meth:`images` is rendered (and checked) by it.
+        """
+        if type(self).images is GroundTruthData.images:
+            raise NotImplementedError(f"{type(self).__name__} must define render (or images)")
+        return self.images(factors, dtype=dtype)
 
     def batch(self, index, device=None, dtype=torch.float32):
-        factors = self.factors_of(index)
+        factors = self.factors_of(torch.as_tensor(index).cpu())  # made and checked on the host
         if device is not None:
-            factors = factors.to(device)
-        return self.images(factors, dtype=dtype), factors
+            factors = to_device(factors, device)
+        return self.render(factors, dtype=dtype), factors

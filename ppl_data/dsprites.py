@@ -22,6 +22,8 @@ SHAPES = ("square", "ellipse", "heart")
 
 #: Half-size of a shape at scale 1, in units of the image width.
 BASE_HALF_SIZE = 0.12
+#: Items drawn at once: a chunk's temporaries (~2 MB each at 64×64) stay in a CPU's cache.
+CHUNK = 1024
 #: Centres move over [0.5 - POSITION_SPAN/2, 0.5 + POSITION_SPAN/2] of the image.
 POSITION_SPAN = 0.6
 
@@ -48,11 +50,21 @@ class DSprites(GroundTruthData):
     def position_values(self, device=None):
         return torch.linspace(0.0, 1.0, self.factor_sizes[3], device=device)
 
-    def images(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-        """Render ``factors`` (LongTensor ``(n, 5)``) as ``(n, 1, R, R)`` images in {0, 1}."""
-        factors = self.check_factors(factors)
-        device = factors.device
+    def render(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """Render valid ``factors`` (LongTensor ``(n, 5)``) as ``(n, 1, R, R)`` images in {0, 1}.
+
+        ``images`` checks the factors first; ``batch`` renders the factors it made on the host.
+        """
         n, res = factors.shape[0], self.resolution
+        out = torch.zeros(n, res * res, dtype=dtype, device=factors.device)
+        for start in range(0, n, CHUNK):  # chunks of items (one for a training batch), never items
+            self._draw(factors[start:start + CHUNK], out[start:start + CHUNK])
+        return out.view(n, 1, res, res)
+
+    def _draw(self, factors: torch.Tensor, out: torch.Tensor) -> None:
+        """Draw the shapes of ``factors`` (n, 5) into the blank flat images ``out`` (n, R·R)."""
+        device = factors.device
+        res = self.resolution
         shape = factors[:, 0]
         half = BASE_HALF_SIZE * self.scale_values(device)[factors[:, 1]]
         theta = self.orientation_values(device)[factors[:, 2]]
@@ -76,31 +88,35 @@ class DSprites(GroundTruthData):
         pu_col, pu_row = cos * du, sin * dv
         qu_col, qu_row = -sin * du, cos * dv
 
-        window = torch.empty(n, win, win, dtype=torch.bool, device=device)
-        for k, name in enumerate(SHAPES):  # three groups, not a loop over items
-            sel = (shape == k).nonzero().squeeze(1)
-            if sel.numel() == 0:
-                continue
-            p = pu_col[sel, None, :] + pu_row[sel, :, None]
-            q = qu_col[sel, None, :] + qu_row[sel, :, None]
-            window[sel] = _inside(name, p, q)
-        out = torch.zeros(n, res, res, dtype=dtype, device=device)
-        item = torch.arange(n, device=device)[:, None, None]
-        out[item, rows[:, :, None], cols[:, None, :]] = window.to(dtype)
-        return out.unsqueeze(1)
+        p = pu_col[:, None, :] + pu_row[:, :, None]  # (n, W, W)
+        q = qu_col[:, None, :] + qu_row[:, :, None]
+        # Every item is tested against every shape and its own is kept: three fixed-shape tests and
+        # two selects, no per-shape gather, whose size (nonzero) the host would have to wait for.
+        shape = shape[:, None, None]
+        square, ellipse, heart = _inside_shapes(p, q)
+        window = torch.where(shape == 1, ellipse, heart, out=heart)
+        window = torch.where(shape == 0, square, window, out=window)
+        # Paste each window at its place in its image: one flat index per window pixel.
+        flat = (rows[:, :, None] * res + cols[:, None, :]).flatten(1)
+        out.scatter_(1, flat, window.flatten(1).to(out.dtype))
 
 
-def _inside(name: str, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Membership of shape-local points (p right, q down) in the unit-size shape ``name``."""
-    if name == "square":
-        return torch.maximum(p.abs_(), q.abs_()) <= 1.0
-    if name == "ellipse":
-        # Semi-axes 1.2 and 0.6: elongated so that rotation is visible.
-        return p.square_().add_(q.square_(), alpha=4.0) <= 1.44
-    # Heart: (x² + y² − 1)³ − x² y³ ≤ 0, with y pointing up and the figure scaled to unit size.
-    x = p.mul_(1.15)
-    y = q.mul_(-1.15).add_(0.1)
-    x2 = x.square()
-    y2 = y.square()
-    body = (x2 + y2 - 1.0).pow_(3)
-    return body <= x2.mul_(y2.mul_(y))
+def _inside_shapes(p: torch.Tensor, q: torch.Tensor):
+    """Membership of shape-local points (p right, q down) in each unit-size shape, in ``SHAPES`` order.
+
+    Returns three boolean tensors shaped as ``p``. Overwrites ``p`` and ``q`` and works in two more
+    buffers of their size: every point is tested against all three shapes (so that no shape's
+    points are gathered), and the fewer full-size temporaries, the less memory traffic.
+    """
+    y = q.mul(-1.15).add_(0.1)  # heart coordinates: y points up; the only use of q's sign
+    p.abs_(), q.abs_()
+    work = torch.maximum(p, q)
+    square = work <= 1.0  # |p| ≤ 1 and |q| ≤ 1
+    # Ellipse p² + 4q² ≤ 1.2²: semi-axes 1.2 and 0.6, elongated so that rotation is visible.
+    ellipse = torch.square(p, out=work).add_(q.square_(), alpha=4.0) <= 1.44
+    # Heart: (x² + y² − 1)³ − x² y³ ≤ 0 with x = 1.15 p, the figure scaled to unit size.
+    x2 = p.mul_(1.15).square_()
+    y2 = torch.square(y, out=q)
+    body = torch.add(x2, y2, out=work).sub_(1.0).pow_(3)
+    heart = body <= x2.mul_(y2.mul_(y))
+    return square, ellipse, heart

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from .base import Data, DataError, GroundTruthData
+from .base import Data, DataError, GroundTruthData, host_values, to_device
 
 GRAVITY = 9.81
 STEPS = 100  # appendix C: θ := {θ0, ..., θT}, T = 100
@@ -44,10 +44,18 @@ def simulate(length, mass, damping, steps: int = STEPS, dt: float = DT, substeps
     RK4 on (θ, ω) with ω' = −(b/m) ω − (g/L) sin θ (appendix C), ``substeps`` steps per ``dt``.
     """
     length, mass, damping = torch.broadcast_tensors(*(torch.as_tensor(v) for v in (length, mass, damping)))
-    if not (length > 0).all() or not (mass > 0).all() or (damping < 0).any():
+    # Checked on the host (a device input is read back once, in a user's call; Pendulum.render,
+    # whose values come from valid grid factors, integrates without this check).
+    if (not (host_values(length) > 0).all() or not (host_values(mass) > 0).all()
+            or (host_values(damping) < 0).any()):
         raise DataError("the pendulum needs length > 0, mass > 0 and damping >= 0")
     if steps < 1 or substeps < 1 or not dt > 0:
         raise DataError(f"steps and substeps must be >= 1 and dt > 0, got {steps}, {substeps}, {dt}")
+    return _integrate(length, mass, damping, steps, dt, substeps, theta0, omega0)
+
+
+def _integrate(length, mass, damping, steps, dt, substeps, theta0, omega0) -> torch.Tensor:
+    """:func:`simulate` without its checks, for values known to be valid."""
     dtype = length.dtype if length.is_floating_point() else torch.float32
     k, w0 = (damping / mass).to(dtype), (GRAVITY / length).to(dtype)
     theta = torch.full_like(k, theta0)
@@ -85,14 +93,17 @@ class Pendulum(GroundTruthData):
 
     def values(self, factors: torch.Tensor) -> torch.Tensor:
         """Physical (L, M, B) (N, 3) of grid indices ``factors`` (N, 3)."""
-        factors = self.check_factors(factors)
-        lo = torch.tensor([r[0] for r in self.ranges], device=factors.device)
-        hi = torch.tensor([r[1] for r in self.ranges], device=factors.device)
+        return self._values(self.check_factors(factors))
+
+    def _values(self, factors: torch.Tensor) -> torch.Tensor:
+        lo = to_device(torch.tensor([r[0] for r in self.ranges]), factors.device)
+        hi = to_device(torch.tensor([r[1] for r in self.ranges]), factors.device)
         return lo + (hi - lo) * factors.float() / (self.grid - 1)
 
-    def images(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-        length, mass, damping = self.values(factors).double().unbind(-1)
-        return simulate(length, mass, damping, self.steps).to(dtype)
+    def render(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """θ (N, T+1) of valid grid indices ``factors``; ``images`` checks them first."""
+        length, mass, damping = self._values(factors).double().unbind(-1)
+        return _integrate(length, mass, damping, self.steps, DT, SUBSTEPS, THETA0, OMEGA0).to(dtype)
 
 
 class PendulumPairs(Data):
@@ -121,7 +132,7 @@ class PendulumPairs(Data):
     def batch(self, index, device=None, dtype=torch.float32):
         index = index.cpu()
         x, f = self.records[index].to(dtype), self.factors[index]
-        return (x.to(device), f.to(device)) if device is not None else (x, f)
+        return to_device(x, device), to_device(f, device)
 
     def mass(self, index) -> torch.Tensor:
         """The hidden M of items ``index`` (for checking what Z learned)."""

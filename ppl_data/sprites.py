@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from .base import Data, DataError, GroundTruthData
+from .base import Data, DataError, GroundTruthData, check_indices, to_device
 
 APPEARANCE = ("body_shape", "body_colour", "limb_colour", "pattern")
 POSE = ("pos_x", "pos_y", "scale", "orientation", "arm_left", "arm_right", "legs")
@@ -122,10 +122,9 @@ class Sprites(GroundTruthData):
         app, _ = self._random_appearance(n, generator, split)
         pose1 = self._random_pose(n, generator)
         pose2 = self._other_pose(pose1, generator)
-        f1, f2 = torch.cat([app, pose1], 1), torch.cat([app, pose2], 1)
-        if device is not None:
-            f1, f2 = f1.to(device), f2.to(device)
-        return Pairs(self.images(f1), self.images(f2), f1, f2)
+        f1, f2 = torch.cat([app, pose1], 1), torch.cat([app, pose2], 1)  # in range by construction
+        f1, f2 = to_device(f1, device), to_device(f2, device)
+        return Pairs(self.render(f1), self.render(f2), f1, f2)
 
     def triplets(self, n: int, generator: torch.Generator | None = None, split: str = "test",
                  device=None) -> Triplets:
@@ -141,10 +140,9 @@ class Sprites(GroundTruthData):
         app3 = self._unflatten(chars[j], self.appearance_sizes)
         pose1 = self._random_pose(n, generator)
         pose3 = self._other_pose(pose1, generator)
-        f1, f2, f3 = (torch.cat(p, 1) for p in ((app1, pose1), (app1, pose3), (app3, pose3)))
-        if device is not None:
-            f1, f2, f3 = f1.to(device), f2.to(device), f3.to(device)
-        return Triplets(self.images(f1), self.images(f2), self.images(f3), f1, f2, f3)
+        f1, f2, f3 = (to_device(torch.cat(p, 1), device)  # in range by construction
+                      for p in ((app1, pose1), (app1, pose3), (app3, pose3)))
+        return Triplets(self.render(f1), self.render(f2), self.render(f3), f1, f2, f3)
 
     # -- rendering ----------------------------------------------------------------------------
     def pose_values(self, factors: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -158,9 +156,11 @@ class Sprites(GroundTruthData):
                 "arm_left": lin(-0.5, 2.2, "arm_left"), "arm_right": lin(-0.5, 2.2, "arm_right"),
                 "legs": lin(0.0, 0.8, "legs")}
 
-    def images(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-        """Render ``factors`` (LongTensor ``(n, 11)``) as ``(n, 3, R, R)`` images in [0, 1]."""
-        factors = self.check_factors(factors)
+    def render(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """Render valid ``factors`` (LongTensor ``(n, 11)``) as ``(n, 3, R, R)`` images in [0, 1].
+
+        ``images`` checks the factors first; ``batch``, ``pairs`` and ``triplets`` make them valid.
+        """
         dev, res = factors.device, self.resolution
         v = self.pose_values(factors)
         grid = (torch.arange(res, device=dev, dtype=torch.float32) + 0.5) / res
@@ -185,8 +185,8 @@ class Sprites(GroundTruthData):
             psi = v["legs"][:, None, None]
             limbs |= _capsule(p, q, side * 0.35, 0.85, side * torch.sin(psi), torch.cos(psi), 1.3, 0.22)
 
-        body = torch.tensor(BODY_COLOURS, device=dev)[factors[:, 1]][:, :, None, None]
-        limb = torch.tensor(LIMB_COLOURS, device=dev)[factors[:, 2]][:, :, None, None]
+        body = to_device(torch.tensor(BODY_COLOURS), dev)[factors[:, 1]][:, :, None, None]
+        limb = to_device(torch.tensor(LIMB_COLOURS), dev)[factors[:, 2]][:, :, None, None]
         pattern = factors[:, 3][:, None, None]
         stripes = torch.sin(q * (2.5 * math.pi)) > 0
         checks = (torch.floor(p * 2.5) + torch.floor(q * 2.5)) % 2 == 0
@@ -226,15 +226,13 @@ class SpritePairs(Data):
 
     def batch(self, index, device=None, dtype=torch.float32):
         index = torch.as_tensor(index, dtype=torch.long).cpu()
-        if ((index < 0) | (index >= len(self))).any():
-            raise DataError(f"indices must be in [0, {len(self)})")
+        check_indices(index, len(self))  # on the host, before anything moves
         s = self.sprites
         app = s._unflatten(self.chars[index // self.n_pose], s.appearance_sizes)
         p1 = index % self.n_pose
         p2 = (p1 + 1 + (index * 2654435761) % (self.n_pose - 1)) % self.n_pose  # ≠ p1
         f1 = torch.cat([app, s._unflatten(p1, s.pose_sizes)], 1)
         f2 = torch.cat([app, s._unflatten(p2, s.pose_sizes)], 1)
-        if device is not None:
-            f1, f2 = f1.to(device), f2.to(device)
-        x = torch.stack([s.images(f1, dtype), s.images(f2, dtype)], 1)
+        f1, f2 = to_device(f1, device), to_device(f2, device)
+        x = torch.stack([s.render(f1, dtype), s.render(f2, dtype)], 1)
         return x, torch.cat([f1, f2], 1)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .base import DataError, GroundTruthData, TensorData
+from .base import DataError, GroundTruthData, TensorData, to_device
 
 SHAPES = ("square", "disc", "triangle")
 COLOURS = ((0.90, 0.25, 0.20), (0.25, 0.75, 0.30), (0.25, 0.45, 0.95), (0.95, 0.80, 0.20))
@@ -71,13 +71,15 @@ class TexturedShapes(GroundTruthData):
                 "theta": steps("orientation", math.pi / 2),
                 "cx": lin(0.5 - POSITION_SPAN / 2, 0.5 + POSITION_SPAN / 2, "pos_x"),
                 "cy": lin(0.5 - POSITION_SPAN / 2, 0.5 + POSITION_SPAN / 2, "pos_y"),
-                "freq": torch.tensor(FREQUENCIES, device=dev)[f["frequency"]],
+                "freq": to_device(torch.tensor(FREQUENCIES), dev)[f["frequency"]],
                 "phase": steps("phase", 2 * math.pi),
                 "bg_angle": steps("background", math.pi)}
 
-    def images(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-        """Render ``factors`` (LongTensor ``(n, 10)``) as ``(n, 3, R, R)`` images in [0, 1]."""
-        factors = self.check_factors(factors)
+    def render(self, factors: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """Render valid ``factors`` (LongTensor ``(n, 10)``) as ``(n, 3, R, R)`` images in [0, 1].
+
+        ``images`` checks the factors first; ``batch`` renders the factors it made on the host.
+        """
         dev, res = factors.device, self.resolution
         v = {k: t[:, None, None] for k, t in self.values(factors).items()}
         grid = (torch.arange(res, device=dev, dtype=torch.float32) + 0.5) / res
@@ -96,7 +98,7 @@ class TexturedShapes(GroundTruthData):
         checks = factors[:, 6, None, None] == 1
         dark = torch.where(checks, wave_p * wave_q < 0, wave_p < 0)
         shade = torch.where(dark, 0.45, 1.0)
-        colour = torch.tensor(COLOURS, device=dev)[factors[:, 1]][:, :, None, None]
+        colour = to_device(torch.tensor(COLOURS), dev)[factors[:, 1]][:, :, None, None]
         bg_dir = torch.cos(v["bg_angle"]) * du + torch.sin(v["bg_angle"]) * dv
         background = 0.3 + 0.12 * torch.sin(2 * math.pi * BACKGROUND_FREQUENCY * bg_dir)
         out = torch.where(inside[:, None], colour * shade[:, None], background[:, None])
