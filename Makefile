@@ -33,12 +33,13 @@ test-slow: $(STAMP)
 bench-install: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,sweep,tensorboard,h5,bench]" 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-# GPU readiness, 8 minutes at most: the `cuda` tests (every family trains, resumes exactly and makes
-# its adaptive updates without a host sync), then the benchmarks on the GPU, into one markdown table
-# ($(GPU_REPORT)). Without a CUDA device the tests are skipped, the benchmarks not run: exit 0.
+# GPU readiness, 12 minutes at most: the `cuda` tests (every family trains and resumes exactly; its
+# adaptive updates, and a whole steady fit step with its data rendered on the GPU, run under
+# torch.cuda.set_sync_debug_mode("error"): no host sync), then the benchmarks on the GPU, into one
+# markdown table ($(GPU_REPORT)). Without a CUDA device the tests are skipped, the benchmarks not run: exit 0.
 GPU_REPORT := runs/gpu-check.md
 gpu-check: $(STAMP)
-	timeout 240 $(PY) -m pytest -q -m cuda -rs
+	timeout 300 $(PY) -m pytest -q -m cuda -rs
 	@if ! $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
 		echo "gpu-check: no CUDA device on this machine: cuda tests skipped, GPU benchmarks not run"; \
 	else \

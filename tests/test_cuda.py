@@ -15,11 +15,17 @@ resumes there bit-for-bit, and makes its adaptive updates with no host synchroni
   ``torch.cuda.set_sync_debug_mode("error")``, which raises on any host synchronisation. The batch
   is put on the device beforehand (copying it there from pageable memory is a synchronisation of
   its own, and no part of the update).
+* A whole steady ``fit`` step, data included, runs under ``set_sync_debug_mode("error")`` for every
+  family, on procedurally rendered data (dSprites, sprite pairs, textured shapes) and the
+  pendulum's records: the index draw, the copy to the device (pinned, non-blocking), the rendering
+  (no gather per shape, no check of the factors on the device), the loss, the optimiser and the
+  bookkeeping. ``tests/test_host_sync.py`` counts the same step's host reads on the CPU.
 
 Without a CUDA device every test here is skipped. ``PYRO_DISENTANGLE_TEST_DEVICE=cpu`` runs the
 training and resume tests on the CPU, to check the tests themselves on a machine without a GPU.
 """
 
+import math
 import os
 import warnings
 
@@ -35,7 +41,8 @@ from inference.handlers import local_params  # noqa: E402
 from inference.papers.msvae import family_member, msvae_pair, second_stage_loss  # noqa: E402
 from inference.papers.robust import RobustELBO, robust_pair  # noqa: E402
 from inference.svi import CHECKPOINT, _takes_index, make_optimizer, pair_module, svi_step  # noqa: E402
-from ppl_data import SpritePairs, Sprites, TensorData  # noqa: E402
+from ppl_data import Data, DSprites, SpritePairs, Sprites, TensorData, TexturedShapes  # noqa: E402
+from ppl_data.base import to_device  # noqa: E402
 from ppl_data.pendulum import PendulumPairs  # noqa: E402
 from ppl_models.pendulum import PendulumModel  # noqa: E402
 
@@ -189,3 +196,66 @@ def test_adaptive_updates_make_no_host_sync(name):
     after = adaptive_state(name, loss)
     assert value.device.type == "cuda" and bool(torch.isfinite(terms).all())
     assert any(not torch.equal(u.cpu(), v.cpu()) for u, v in zip(before, after)), "no update was made"
+
+
+def rendered(name):
+    """Family ``name`` of :data:`FAMILIES` on data rendered in the step (the data path under test)."""
+    if name in ("robust", "pendulum"):  # sprite pairs are rendered per batch; the pendulum's records copied
+        return FAMILIES[name]()
+    if name == "msvae":
+        data = TexturedShapes(16)
+        m1, g1, loss1, _ = family_member("betatc", {"latent_dim": 3}, data.data_shape, len(data))
+        model, guide = msvae_pair(m1, g1, "msvae", 2, data.data_shape, len(data), hidden=4, blocks=1)
+        return model, guide, second_stage_loss("msvae", loss1), data
+    model, guide, loss, small = FAMILIES[name]()
+    data = DSprites(small.data_shape[-1])
+    return model, guide, loss, data
+
+
+class SyncErrorForOneStep(Data):
+    """``data`` whose ``batch`` turns CUDA's sync debug mode to "error" from its 3rd call to its 4th.
+
+    ``fit`` draws the indices, calls ``batch`` and runs the step, so that window is one whole steady
+    step (after two warm-up steps: validation, lazy state) and the next step's index draw.
+    """
+
+    def __init__(self, data):
+        self.data, self.calls = data, 0
+        self.data_shape, self.factor_names, self.factor_sizes = data.data_shape, data.factor_names, data.factor_sizes
+
+    def __len__(self):
+        return len(self.data)
+
+    def batch(self, index, device=None, dtype=torch.float32):
+        if self.calls == 2:
+            torch.cuda.set_sync_debug_mode("error")
+        elif self.calls == 3:
+            torch.cuda.set_sync_debug_mode("default")
+        self.calls += 1
+        return self.data.batch(index, device=device, dtype=dtype)
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="host synchronisation is a CUDA notion")
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_fit_step_with_its_data_makes_no_host_sync(name):
+    torch.manual_seed(0)
+    model, guide, loss, data = rendered(name)
+    checked = SyncErrorForOneStep(data)
+    try:
+        result = fit(model, guide, loss, checked, steps=4, batch_size=min(16, len(data)), lr=1e-3,
+                     log_every=10 ** 6, checkpoint_every=10 ** 6, device=DEVICE, progress=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert checked.calls == 4 and result.step == 4
+    assert all(math.isfinite(v) for v in result.terms.values()), result.terms
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="pinned, non-blocking copies are a CUDA notion")
+def test_to_device_copies_host_values_without_a_sync():
+    host = torch.arange(1000)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        on_device = to_device(host, DEVICE)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert on_device.device.type == "cuda" and torch.equal(on_device.cpu(), host)
