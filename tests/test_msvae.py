@@ -373,6 +373,10 @@ def test_experiment_script_trains_and_tabulates_every_model_at_a_tiny_budget(tmp
     assert list(rows) == list(EXPERIMENT_MODELS)
     assert results["settings"]["steps1"] == 2 and results["settings"]["mlp_iter"] == 3
     assert all(finite_numbers(r) for r in rows.values())
+    # the FID column's calibration, in the same feature space and at the same size (issue 24)
+    cal = results["fid_calibration"]
+    assert cal["n"] == 40 and {"sample", "blur3x3", "noise", "factor:texture"} <= set(cal["rows"])
+    assert (out / "fid_calibration.md").is_file()
     for name, row in rows.items():
         two_stage = name.startswith("msvae")
         assert {"mig", "fid", "l1", "l2", "acc_C", "acc_C_fine"} <= set(row)
