@@ -2,50 +2,81 @@
 
 A checkpoint is what ``torch.load(path, weights_only=True)`` can read: no pickled classes.
 Writing goes to a temporary file in the same folder, is flushed to disk, then ``os.replace``-d over
-the old one, so a crash mid-write leaves the previous checkpoint intact.
+the old one, so a crash mid-write leaves the previous checkpoint intact; a write that fails (full
+disk, read-only or removed folder) raises :class:`~inference.errors.WriteError` and removes its
+temporary file.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, WriteError
 
 FORMAT = "pyro-disentangle/1"
 REQUIRED_KEYS = ("format", "step", "params", "optimizer", "rng")
 
 
-def atomic_write_bytes(path: str | Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then move it into place."""
+def atomic_write_bytes(path: str | Path, write, *, create_folder: bool = True) -> None:
+    """Call ``write(fileobj)`` on an in-memory buffer, then write it to a temporary file next to
+    ``path``, flush it to disk and move it into place.
+
+    Whatever fails (no space left, a read-only or removed folder) raises :class:`WriteError` naming
+    ``path`` and the OS error; the file ``path`` held before is untouched and no temporary file is
+    left behind. The bytes are made in memory first so that a full disk surfaces as the OS error
+    itself, not as a serialiser's own exception (``torch.save``'s zip writer turns it into
+    ``RuntimeError: [enforce fail at inline_container.cc]``). ``create_folder=False``: a folder that
+    has gone (removed mid-run) is an error, not silently made again.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    buffer = io.BytesIO()
+    write(buffer)
+    tmp = None
     try:
+        if create_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            write(fh)
+            fh.write(buffer.getbuffer())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as err:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise WriteError(path, err) from None
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
+@contextmanager
+def writing(path: str | Path):
+    """Turn an ``OSError`` of the block (an append, a flush) into :class:`WriteError` naming ``path``."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as err:
+        raise WriteError(path, err) from None
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
+def atomic_write_text(path: str | Path, text: str, *, create_folder: bool = True) -> None:
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")), create_folder=create_folder)
+
+
+def save_checkpoint(path: str | Path, state: dict, *, create_folder: bool = True) -> None:
     """Atomically save ``state`` (which must be ``weights_only``-loadable) to ``path``."""
     state = {"format": FORMAT, **state}
-    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
+    atomic_write_bytes(path, lambda fh: torch.save(state, fh), create_folder=create_folder)
 
 
 def load_checkpoint(path: str | Path, map_location=None) -> dict:

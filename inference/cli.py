@@ -1,17 +1,24 @@
 """What every script shares: a parser whose errors are one line, and a main that turns user
-errors into one line on stderr and exit status 2 (no traceback)."""
+errors into one line on stderr and exit status 2 (no traceback), a failed write into one line and
+exit status 74, and a preempted run (SIGTERM, SIGINT) into one line and 143 or 130."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from .errors import USER_ERRORS, ConfigError
+from .errors import USER_ERRORS, ConfigError, WriteError
+from .preemption import Preempted
+from .runlock import LOCK
 
 EXIT_USER_ERROR = 2
+#: sysexits.h EX_IOERR: the machine could not write (full disk, read-only or removed folder)
+EXIT_WRITE_ERROR = 74
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -21,17 +28,55 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def run_main(main, argv=None) -> int:
-    """Run ``main(argv)``; a user error prints ``<prog>: error: <message>`` and returns 2."""
+def resume_command(argv, resume_flag: str) -> str:
+    """The shell command that continues this process's run: how Python was started, the script, its
+    arguments ``argv`` and ``resume_flag`` (added once)."""
+    args = list(argv)
+    if resume_flag not in args:
+        args.append(resume_flag)
+    orig = list(getattr(sys, "orig_argv", []))
+    given = len(sys.argv) - 1  # the interpreter, its options and the script (or -m module) come first
+    if orig and len(orig) > given:
+        head = orig[:len(orig) - given]
+    else:
+        head = ["python", sys.argv[0]]
+    return shlex.join(head + args)
+
+
+def run_main(main, argv=None, resume_flag: str | None = None) -> int:
+    """Run ``main(argv)``; a user error prints ``<prog>: error: <message>`` and returns 2.
+
+    A write that failed (:class:`~inference.errors.WriteError`; also any other ``OSError`` naming a
+    file, e.g. a picture that could not be saved) prints one line and returns 74. A run stopped by
+    SIGTERM or SIGINT (:class:`~inference.preemption.Preempted`) prints where its checkpoint is and,
+    for a script with a ``resume_flag`` (``--resume``), the exact command that resumes it; returns
+    143 or 130.
+    """
     prog = os.path.basename(sys.argv[0]) or "script"
     try:
         main(argv)
     except SystemExit as exit_:  # the parser's own exit (bad flag, --help)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
+    except Preempted as stop:
+        how = ""
+        if resume_flag is not None and stop.checkpoint is not None:
+            how = f"; resume with: {resume_command(sys.argv[1:] if argv is None else argv, resume_flag)}"
+        print(f"{prog}: {stop}{how}", file=sys.stderr)
+        return stop.exit_code
+    except WriteError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return EXIT_WRITE_ERROR
     except USER_ERRORS as err:
         msg = str(err).replace("\n", " ")
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as err:
+        if err.filename is None:  # not a file the machine failed to write or read: a bug, show it
+            raise
+        name = errno.errorcode.get(err.errno, "") if err.errno is not None else ""
+        print(f"{prog}: error: {err.filename}: {err.strerror or err}" + (f" ({name})" if name else ""),
+              file=sys.stderr)
+        return EXIT_WRITE_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; resume with --resume from the last checkpoint", file=sys.stderr)
         return 130
@@ -167,7 +212,7 @@ def check_output_dir(path, *, continuing: bool = False, how: str | None = None) 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     if out.is_dir():
-        if not continuing and any(out.iterdir()):
+        if not continuing and any(p.name != LOCK for p in out.iterdir()):
             hint = f"use {how}, or another --out" if how else "use another --out"
             raise ConfigError(f"--out {out} already exists and is not empty ({hint})")
         parent = out

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import metrics as M
+from . import runlock
 from .checkpoint import atomic_write_text
 from .errors import ConfigError
 from .fid import fid_kid
@@ -257,6 +258,7 @@ SECTIONS = ("training", "pictures", "reconstruction", "factor_metrics", "beta_va
 ALL_SECTIONS = tuple(s for s in SECTIONS if s != "beta_vae")
 
 
+@runlock.holds_run_folder  # one writer per run folder: the report and its pictures
 def evaluate_run(run_dir, sections=ALL_SECTIONS, *, full: bool = False, device: str = "cpu",
                  seed: int = 0, sizes: dict | None = None, dci_importance: str = "gbt",
                  beta_vae_classifier: str = "logistic", fid: bool = True,

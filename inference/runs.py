@@ -21,6 +21,7 @@ import torch
 
 import ppl_data
 
+from . import runlock
 from .catalog import MODELS, build, resolve_config
 from .checkpoint import load_checkpoint
 from .cli import (check_batch_size, check_output_dir, default_device, finite_float, non_negative_int,
@@ -210,6 +211,7 @@ def train_run(settings: dict, out_dir, resume: bool = False, progress: bool | No
     settings = check_settings(settings)
     if settings.get("steps") is None:
         raise ConfigError("steps is required (the total number of optimiser steps)")
+    runlock.check_free(out_dir)  # a folder in use is refused with its writer's pid, not "not empty"
     config = run_config(settings, out_dir, resume)
     device = torch.device(_given(settings, "device") or default_device())
     data = load_data(config["data"], config.get("data_root"), config.get("resolution"))

@@ -33,6 +33,14 @@ Run directory::
     checkpoint.pt   params, optimiser state, ELBO state, step, every RNG state (atomic)
     metrics.jsonl   a line every ``log_every`` steps and at the last: step, loss, named terms
     summary.json    final terms, steps, wall time, steps per second
+    .lock           held (``fcntl.flock``) while a process writes the folder (:mod:`inference.runlock`)
+
+One writer per run folder: ``fit`` holds the folder's lock from its first write to its return, so
+a second process on the same folder is refused with the holder's pid. SIGTERM or SIGINT during a
+run (:mod:`inference.preemption`) finishes the current step, writes the checkpoint and the metrics
+row, and raises :class:`~inference.preemption.Preempted`; resuming from that checkpoint continues
+bit-for-bit. A write that fails (full disk, read-only or removed folder) raises
+:class:`~inference.errors.WriteError` naming the file; the last checkpoint stays as it was.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import json
 import math
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,11 +62,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ppl_data import Data
-from ppl_data.base import to_device
 
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from .errors import CheckpointError, ConfigError, NonFiniteLossError
+from . import preemption, runlock
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, writing
+from .errors import CheckpointError, ConfigError, NonFiniteLossError, RunInUseError
 from .handlers import local_params, scale_latent
+from .preemption import Preempted
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -296,7 +306,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 keep.append(line)
         except (ValueError, KeyError, TypeError):
             continue
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    atomic_write_text(path, "".join(line + "\n" for line in keep), create_folder=False)
 
 
 def default_device() -> torch.device:
@@ -343,10 +353,13 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
     out = Path(out_dir) if out_dir is not None else None
 
     # Everything is read and checked before anything in the run directory is written.
+    if out is not None:
+        runlock.check_free(out)
     state = None
     if resume:
         if out is None:
             raise ConfigError("resume needs a run directory")
+        stamp = _file_stamp(out / CHECKPOINT)
         state = load_checkpoint(out / CHECKPOINT, map_location="cpu")
         try:
             pair.load_state_dict(state["params"])
@@ -354,7 +367,7 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
             first = str(err).strip().splitlines()
             raise CheckpointError(f"{out / CHECKPOINT} does not match this model "
                                   f"({first[1].strip() if len(first) > 1 else first[0]})") from None
-    elif out is not None and out.exists() and any(out.iterdir()):
+    elif out is not None and not _is_empty(out):
         raise ConfigError(f"run directory {out} already exists and is not empty "
                           "(use --resume to continue it, or another --out)")
     board = None
@@ -372,13 +385,35 @@ def fit(model, guide, loss, data: Data, *, steps: int, out_dir=None, batch_size:
         keep_freed_memory()
     moved = to_channels_last(pair) if "channels_last" in parts else []
     try:
-        return _fit(pair, model, guide, loss, data, state, out, device, parts, steps=steps,
-                    batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-                    warmup_start=warmup_start, seed=seed, resume=resume, log_every=log_every,
-                    checkpoint_every=checkpoint_every, config=config, progress=progress,
-                    board=board)
+        with runlock.hold(out) if out is not None else nullcontext(), preemption.stop_on_signals():
+            if out is not None:  # what was checked may have changed before the lock was ours
+                if resume and _file_stamp(out / CHECKPOINT) != stamp:
+                    raise RunInUseError(f"{out / CHECKPOINT} changed while it was read (another "
+                                        "process writing this run folder?); try again")
+                if not resume and not _is_empty(out):
+                    raise ConfigError(f"run directory {out} already exists and is not empty "
+                                      "(use --resume to continue it, or another --out)")
+            return _fit(pair, model, guide, loss, data, state, out, device, parts, steps=steps,
+                        batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                        warmup_start=warmup_start, seed=seed, resume=resume, log_every=log_every,
+                        checkpoint_every=checkpoint_every, config=config, progress=progress,
+                        board=board)
     finally:
         restore_layout(moved)
+
+
+def _is_empty(out: Path) -> bool:
+    """No such folder, or nothing in it but its lock file."""
+    return not out.is_dir() or all(p.name == runlock.LOCK for p in out.iterdir())
+
+
+def _file_stamp(path: Path):
+    """What changes when a file is replaced (inode, size, modification time), or None."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, batch_size, lr,
@@ -412,7 +447,8 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
             run_config = saved
         if board is not None:
             run_config["tensorboard"] = str(board.dir.resolve())
-        atomic_write_text(out / CONFIG, json.dumps(run_config, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(out / CONFIG, json.dumps(run_config, indent=2, sort_keys=True) + "\n",
+                          create_folder=False)
         _truncate_metrics(out / METRICS, start)
 
     takes_index = _takes_index(model) and _takes_index(guide)
@@ -422,7 +458,7 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
     def checkpoint(step: int) -> None:
         if out is None:
             return
-        save_checkpoint(out / CHECKPOINT, {
+        save_checkpoint(out / CHECKPOINT, create_folder=False, state={
             "step": step,
             # default layout on disk, whatever the run's memory format
             "params": {k: v.detach().cpu().contiguous() for k, v in pair.state_dict().items()},
@@ -436,7 +472,11 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
     names: list[str] | None = None
     acc = count = first_bad = bad_value = None
     last_terms: dict = {}
-    metrics_file = open(out / METRICS, "a") if out is not None else None
+    if out is not None:
+        with writing(out / METRICS):
+            metrics_file = open(out / METRICS, "a")
+    else:
+        metrics_file = None
     bar = tqdm(total=steps, initial=start, disable=(not progress) if progress is not None else None,
                dynamic_ncols=True, leave=False)
     t0 = time.perf_counter()
@@ -444,7 +484,7 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
         for step in range(start, steps):
             index = torch.randint(n_items, (batch_size,), generator=generator)
             x, _ = data.batch(index, device=device)
-            args = (x, to_device(index, device)) if takes_index else (x,)  # queued, no host wait
+            args = (x, index.to(device)) if takes_index else (x,)
             weight = warmup_weight(step, warmup_steps, warmup_start)
             m, g = (local_model, local_guide) if weight == 1.0 else (
                 scale_latent(local_model, weight), scale_latent(local_guide, weight))
@@ -475,8 +515,10 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
             count += 1
 
             done = step + 1
-            is_log = done % log_every == 0 or done == steps
-            is_ckpt = done % checkpoint_every == 0 or done == steps
+            # A stop request (SIGTERM, SIGINT, a Ray trial's end) is a plain Python flag: no sync.
+            stop = preemption.requested() is not None and done < steps
+            is_log = done % log_every == 0 or done == steps or stop
+            is_ckpt = done % checkpoint_every == 0 or done == steps or stop
             if is_log or is_ckpt:
                 # The one host synchronisation: window means and the first non-finite step, if any.
                 row = torch.cat([acc / count, first_bad.float(), bad_value]).tolist()
@@ -488,8 +530,9 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
                     raise NonFiniteLossError(term, s, value)
                 last_terms = dict(zip(names, means))
                 if is_log and metrics_file is not None:
-                    metrics_file.write(json.dumps({"step": done, **last_terms, "kl_weight": weight}) + "\n")
-                    metrics_file.flush()
+                    with writing(out / METRICS):
+                        metrics_file.write(json.dumps({"step": done, **last_terms, "kl_weight": weight}) + "\n")
+                        metrics_file.flush()
                 if is_log and board is not None:  # the same host values: no other sync
                     board.log_window(done, last_terms, weight)
                     if board.images_due(done):
@@ -500,6 +543,8 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
                 if is_ckpt:
                     checkpoint(done)
             bar.update(1)
+            if stop:
+                raise Preempted(preemption.requested(), done, out / CHECKPOINT if out is not None else None)
         if board is not None:
             board.log_hparams(run_config if out is not None else {
                 **(config or {}), "steps": steps, "batch_size": batch_size, "lr": lr,
@@ -509,7 +554,10 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
         if board is not None:
             board.close()
         if metrics_file is not None:
-            metrics_file.close()
+            try:
+                metrics_file.close()
+            except OSError:
+                pass  # a failed write raised already, and said which file
     train_seconds += time.perf_counter() - t0
     final_step = max(start, steps)
     if out is not None:
@@ -517,5 +565,5 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
         atomic_write_text(out / SUMMARY, json.dumps({
             "step": final_step, "terms": last_terms, "train_seconds": train_seconds,
             "steps_per_second_last_session": ran / max(time.perf_counter() - t0, 1e-9),
-        }, indent=2) + "\n")
+        }, indent=2) + "\n", create_folder=False)
     return FitResult(final_step, last_terms, out, train_seconds)

@@ -10,15 +10,20 @@ A trial records itself in ``trial.json`` in its run directory; a failed trial is
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
 
+from .. import preemption, runlock
 from ..checkpoint import atomic_write_text
+from ..preemption import Preempted
 from ..report import REPORT, evaluate_run
 from ..runs import train_run
 from ..svi import CHECKPOINT, CONFIG, SUMMARY
@@ -56,7 +61,7 @@ def train(flags: dict, run_dir, on_log=None) -> str:
         train_run(flags, run, resume=True, progress=False, on_log=on_log)
         return "resumed"
     if run.exists():
-        shutil.rmtree(run)  # a trial that died before its first checkpoint: start it again
+        runlock.clear_folder(run)  # a trial that died before its first checkpoint: start it again
     if flags.get("tensorboard"):
         shutil.rmtree(flags["tensorboard"], ignore_errors=True)  # and its TensorBoard run
     train_run(flags, run, progress=False, on_log=on_log)
@@ -74,14 +79,64 @@ def trial_flags(trial: dict) -> dict:
     return {**flags, "tensorboard": str(study / flags["tensorboard"] / trial["name"])}
 
 
+#: how long a trial's process, ending (Ray's ``__ray_terminate__``, SIGTERM), waits for its ``fit``
+#: to finish the step and write the checkpoint before it exits anyway
+FINISH_TIMEOUT_S = 120.0
+
+
 def run_trial(config: dict, report=None) -> None:
-    """Train and evaluate one trial; ``config`` holds ``trial`` (name, flags, run_dir), ``evaluate``
-    (:func:`~inference.report.evaluate_run`'s options) and optionally ``threads``, ``scheduler`` and
-    ``metric`` (the scheduler's, always present in the final result). ``report``: where results go
-    (default ``ray.tune.report``)."""
+    """Run one trial (:func:`_run_trial`) holding its run folder, stoppable the way Ray stops it.
+
+    One writer per run folder: the trial holds its folder's lock (:mod:`inference.runlock`) from
+    training to its last record, so a second sweep on the same folder fails that trial with the
+    holder's pid. Ray stops a trial (a scheduler's decision, the end of a sweep, a preempted node)
+    by asking the trial's actor to ``stop`` — its next ``report`` then raises ``SystemExit`` in the
+    training thread — and then ending the actor's process, which runs its ``atexit`` handlers;
+    SIGTERM to a worker ends it the same way. Python delivers signals to the main thread only, and
+    the trial trains in another, so both routes are turned into a stop request
+    (:func:`inference.preemption.request_stop`): ``fit`` finishes its step and writes its checkpoint
+    and metrics row, as a script does on SIGTERM, and the next sweep resumes the trial bit-for-bit.
+    """
     if report is None:
         from ray import tune
         report = tune.report
+    stopped = False
+
+    def stoppable(result):
+        nonlocal stopped
+        if stopped:
+            return
+        try:
+            report(result)
+        except SystemExit:  # Tune's report ends a trial it has stopped this way
+            stopped = True
+            preemption.request_stop(signal.SIGTERM)
+
+    done = threading.Event()
+
+    def finish_on_exit():  # the process is ending while the trial trains in another thread
+        if not done.is_set():
+            preemption.request_stop(signal.SIGTERM)
+            done.wait(FINISH_TIMEOUT_S)
+
+    atexit.register(finish_on_exit)
+    try:
+        with runlock.hold(config["trial"]["run_dir"]):
+            _run_trial(config, stoppable)
+    except Preempted:
+        if stopped:
+            raise SystemExit(0) from None  # how Tune's own report would have ended the thread
+        raise
+    finally:
+        done.set()
+        atexit.unregister(finish_on_exit)
+        preemption.clear()
+
+
+def _run_trial(config: dict, report) -> None:
+    """Train and evaluate one trial; ``config`` holds ``trial`` (name, flags, run_dir), ``evaluate``
+    (:func:`~inference.report.evaluate_run`'s options) and optionally ``threads``, ``scheduler`` and
+    ``metric`` (the scheduler's, always present in the final result). ``report``: where results go."""
     trial, evaluate = config["trial"], config["evaluate"]
     run = Path(trial["run_dir"])
     if "threads" in config:
