@@ -1,9 +1,10 @@
 """Reproduce one paper's claims at a stated budget, with seeds: results/PAPER.md and RESULTS.md.
 
-    python scripts/reproduce.py PAPER [--budget cpu|gpu|tiny] [--seeds 0,1,2] [--only ROW]
-        [--pages-only] [--runs DIR] [--results DIR]
+    python scripts/reproduce.py PAPER [--budget cpu|cpu64|gpu|tiny] [--seeds 0,1,2] [--only ROW]
+        [--pages-only] [--pilot] [--runs DIR] [--results DIR]
 
-PAPER is one of baselines, dip, dpvae, msvae, vitae, robust (inference.reproduce.PAPERS). Every
+PAPER is one of baselines (64×64, budget cpu64), baselines32 (its 32×32 second reading), dip, dpvae,
+msvae, vitae, robust (inference.reproduce.PAPERS). ``--pilot``: the 64×64 baselines' pilot. Every
 (row, seed) trains into --runs (default: $REPRODUCE_RUNS, else runs/reproduce beside the work tree,
 so a later session resumes it) and is skipped once finished; the page is rewritten from every
 finished row. Bad input prints one line on stderr naming the bad value and exits 2.
@@ -26,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_parser() -> OneLineParser:
     p = OneLineParser(prog="reproduce.py", description=__doc__.split("\n\n")[0])
     p.add_argument("paper", choices=list(PAPERS))
-    p.add_argument("--budget", choices=BUDGETS, default="cpu",
-                   help="cpu: this laptop's (see each page); gpu: the papers' own settings; tiny: smoke test")
+    p.add_argument("--budget", choices=BUDGETS,
+                   help="cpu: this laptop's (see each page); cpu64: the baselines' at 64×64; gpu: the papers' "
+                        "own settings; tiny: smoke test (default: the paper's cpu budget)")
     p.add_argument("--seeds", type=number_list(random_seed), help="comma-separated seeds (default: the paper's)")
     p.add_argument("--only", action="append", default=[], metavar="ROW", help="run only this row (repeatable)")
     p.add_argument("--pages-only", action="store_true",
@@ -50,6 +52,7 @@ def main(argv=None) -> None:
         pilot64(args.runs, args.results, **({"rows": tuple(args.only)} if args.only else {}),
                 **({"seeds": tuple(args.seeds)} if args.seeds else {}))
         return
+    args.budget = args.budget or PAPERS[args.paper].default_budget
     command = "python scripts/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     out = reproduce(args.paper, budget=args.budget, runs=args.runs, results=args.results, seeds=args.seeds,
                     only=args.only, command=command, train=not args.pages_only)

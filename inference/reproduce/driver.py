@@ -94,6 +94,11 @@ class Reproduction:
     #: (results folder, budget) -> markdown printed under the page's tables, from records kept there
     appendix: Callable[[Path, str], str] | None = None
 
+    @property
+    def default_budget(self) -> str:
+        """The laptop budget this reproduction has: ``cpu``, else ``cpu64``."""
+        return next(b for b in ("cpu", "cpu64", *self.budgets) if b in self.budgets)
+
     def protocol_of(self, budget: str):
         """The budget's protocol as a ``row.json`` stores it (JSON round-tripped), ``None`` if unnamed."""
         return None if self.protocol is None else json.loads(json.dumps(self.protocol(budget), default=str))
