@@ -66,10 +66,15 @@ def cache_dir() -> Path:
 
 
 class FeatureNet(nn.Module):
-    """Images of any size and channel count -> 128-d features (RGB, resized to 32×32)."""
+    """Images of any size and channel count -> 128-d features (RGB, resized to 32×32).
+
+    ``steps``: the training steps of its weights (set by :func:`train_feature_net` and
+    :func:`feature_net`; None for an untrained or hand-made net), so records can name the net.
+    """
 
     def __init__(self):
         super().__init__()
+        self.steps: int | None = None
         w = WIDTH
         self.body = nn.Sequential(
             nn.Conv2d(3, w, 3, 1, 1), nn.ReLU(),  # stride 1: keeps the finest detail
@@ -153,6 +158,7 @@ def train_feature_net(steps: int = FEATURE_STEPS, batch_size: int = FEATURE_BATC
         opt.zero_grad()
         loss.backward()
         opt.step()
+    net.steps = steps
     return net.eval()
 
 
@@ -162,6 +168,7 @@ def feature_net(steps: int = FEATURE_STEPS, device="cpu") -> FeatureNet:
     net = FeatureNet()
     if path.is_file():
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        net.steps = steps
         return net.to(device).eval()
     net = train_feature_net(steps)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,7 +265,12 @@ def fid_calibration(data, n: int = 1000, seed: int = 0, net: FeatureNet | None =
             rows[f"factor:{name}"] = data.images(narrowed_factor(f_other, k, data.factor_sizes))
     fids = {name: fid_from_features(fa, features(images, net)) for name, images in rows.items()}
     return {"rows": fids, "blur_over_sample": fids["blur3x3"] / fids["sample"], "n": n, "seed": seed,
-            "noise_std": noise_std, "feature_net": f"v{FEATURE_NET_VERSION}-{FEATURE_STEPS}"}
+            "noise_std": noise_std, "feature_net": feature_net_name(net)}
+
+
+def feature_net_name(net: FeatureNet) -> str:
+    """``v<version>-<steps>`` (``-untrained`` when its weights were not trained here)."""
+    return f"v{FEATURE_NET_VERSION}-{net.steps if net.steps is not None else 'untrained'}"
 
 
 def calibration_markdown(cal: dict) -> str:

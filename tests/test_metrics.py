@@ -384,6 +384,7 @@ def test_feature_net_is_cached_and_separates_datasets(tmp_path, monkeypatch):
     cached = list(tmp_path.glob("feature_net-v*-5.pt"))
     assert len(cached) == 1
     again = fid.feature_net(steps=5)  # loaded, not retrained
+    assert net.steps == again.steps == 5 and fid.feature_net_name(again) == f"v{fid.FEATURE_NET_VERSION}-5"
     for p, q in zip(net.parameters(), again.parameters()):
         torch.testing.assert_close(p, q)
     shapes, gen = DSprites(), torch.Generator().manual_seed(0)
