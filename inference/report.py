@@ -353,6 +353,8 @@ METRIC_ROWS = {
     "factor_vae": lambda f: [f"| FactorVAE score (eval acc.) | {f['eval_accuracy']:.3f} | {f['num_train']}/"
                              f"{f['num_eval']} votes of {f['group_size']}, {f['num_active_dims']} active dims |"],
     "beta_vae": _beta_vae_rows,
+    "beta_vae_floor": lambda b: [f"| β-VAE score of an untrained encoder (the floor; init seed {b['init_seed']}) | "
+                                 f"{b['eval_accuracy']:.3f} | the same points |"],
     "dci": _dci_rows,
     "sap": lambda sp: [f"| SAP continuous | {sp['continuous']:.3f} | {sp['num_train']} points |",
                        f"| SAP discrete | {sp['discrete']:.3f} | {sp['num_train']}/{sp['num_test']} points |"],

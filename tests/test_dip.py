@@ -84,6 +84,7 @@ def test_one_trial_of_the_quick_study_in_process(tmp_path):
     floor = again["metrics"][dip.FLOOR_KEY]
     assert floor["untrained"] and floor["init_seed"] == 0 and floor["eval_counts"] == beta_vae["eval_counts"]
     assert json.loads((Path(trial.run_dir) / "report.json").read_text())["metrics"][dip.FLOOR_KEY] == floor
+    assert "| β-VAE score of an untrained encoder (the floor; init seed 0) |" in (Path(trial.run_dir) / "report.md").read_text()
     assert dip.beta_vae_floor(trial.run_dir, sizes=study.evaluate["sizes"]) == floor
     other = dip.beta_vae_floor(trial.run_dir, sizes=study.evaluate["sizes"], init_seed=1, classifier="logistic")
     assert other["init_seed"] == 1 and other["classifier"] == "logistic"
