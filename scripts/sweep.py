@@ -11,8 +11,10 @@ log step is reported to Tune, and --scheduler asha stops bad trials early. A fai
 with its error and does not stop the sweep; running the same command again skips finished trials.
 Without --address a local Ray with this machine's CPUs is started; with it, the sweep joins that
 cluster (OUT must then be on storage every node sees, e.g. NFS, and the packages importable there
-or shipped with --ship-code). Writes OUT/sweep.csv, OUT/sweep.md and OUT/sweep.png. Any bad input
-prints one line and exits 2.
+or shipped with --ship-code); an address where nothing listens is one line and exit 2. A trial
+whose node dies is started again on another node and resumes from its checkpoint. Writes
+OUT/sweep.csv (with each trial's Ray node and number of starts), OUT/sweep.md and OUT/sweep.png.
+Any bad input prints one line and exits 2. Needs the sweep extra: pip install 'pyro-disentangle[sweep]'.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def make_parser() -> OneLineParser:
 
 def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
+    sweep.check_installed()  # without the sweep extra: one line naming it, exit 2
+    if args.address and not (args.dry_run or args.table_only):
+        sweep.check_address(args.address)  # no cluster there: one line now, not Ray's endless retries
     raw = sweep.apply_overrides(sweep.read_study_file(args.study), args.set)
     # A sweep folder (sweep.json, runs/) is continued, its finished trials skipped; any other
     # non-empty folder, or a file, is refused.

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .extra import require
 
 STUDY_KEYS = {"name", "base", "seeds", "blocks", "fixed", "grid", "tie", "random", "num_samples",
               "random_seed", "evaluate", "resources", "plot", "max_concurrent", "description", "asha"}
@@ -75,9 +76,9 @@ def read_study_file(path) -> dict:
     if not path.is_file():
         raise ConfigError(f"study file {path} does not exist")
     text = path.read_text()
+    yaml = require("yaml") if path.suffix in (".yaml", ".yml") else None  # outside the try below
     try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        if yaml is not None:
             raw = yaml.safe_load(text)
         else:
             raw = json.loads(text)
@@ -95,7 +96,7 @@ def read_study_file(path) -> dict:
 def apply_overrides(raw: dict, sets) -> dict:
     """``KEY.PATH=VALUE`` edits (VALUE read as YAML; list items by index), e.g. ``base.steps=300``,
     ``seeds=[0]``, ``blocks.0.grid.lambda_od=[10]``."""
-    import yaml
+    yaml = require("yaml")
 
     for item in sets or ():
         path, sep, text = item.partition("=")
@@ -154,7 +155,7 @@ def _check_names(names, known, what: str) -> None:
 
 def _domain(spec, what: str):
     """A ``random:`` entry as a Tune domain: uniform, loguniform, randint (both ends in), choice."""
-    from ray import tune
+    tune = require("ray.tune")
 
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in RANDOM_KINDS:
         raise ConfigError(f"{what}: expected one of {{{', '.join(RANDOM_KINDS)}: ...}}, got {spec!r}")
@@ -177,7 +178,7 @@ def _domain(spec, what: str):
 
 
 def _tied(rule: dict, name: str, where: str):
-    from ray import tune
+    tune = require("ray.tune")
 
     if not (isinstance(rule, dict) and set(rule) <= {"of", "times", "plus"} and "of" in rule):
         raise ConfigError(f"{where}.tie.{name}: expected {{of: FLAG, times: NUMBER}}, got {rule!r}")
@@ -188,7 +189,7 @@ def _tied(rule: dict, name: str, where: str):
 def block_space(base: dict, block: dict, where: str) -> dict:
     """One block as a Tune search space: base and fixed values, ``tune.grid_search`` for the grid,
     Tune's random domains, and ``tune.sample_from`` for tied settings."""
-    from ray import tune
+    tune = require("ray.tune")
 
     grid = _mapping(block.get("grid"), f"{where}.grid")
     for k, v in grid.items():
@@ -213,8 +214,7 @@ def _plain(value):
 def resolve(space: dict, num_samples: int, random_state) -> list[dict]:
     """The points of a search space, by Tune's own variant generator: ``num_samples`` passes over the
     grid, each drawing the random domains from ``random_state`` (a NumPy generator)."""
-    from ray.tune.search.variant_generator import generate_variants
-
+    generate_variants = require("ray.tune.search.variant_generator").generate_variants
     return [{k: _plain(v) for k, v in config.items()}
             for _ in range(num_samples)
             for _, config in generate_variants(space, random_state=random_state)]

@@ -41,18 +41,23 @@ def error_line(err: BaseException) -> str:
 
 
 def collect(study) -> list[dict]:
-    """One row per trial: flags, status, error, metrics from report.json, times."""
+    """One row per trial (a trial started again after its node died is still one row): flags,
+    status, error, metrics from report.json, times, the Ray node it finished on and how many times
+    it was started (:mod:`.nodes`)."""
     from ..report import REPORT
+    from .nodes import attempts, attempts_file
     from .trial import TRIAL
 
+    starts = attempts(attempts_file(study.trials[0].run_dir).parent) if study.trials else {}
     rows = []
     for t in study.trials:
         run = Path(t.run_dir)
-        row = {"name": t.name, **t.flags, "status": "not run", "error": ""}
+        row = {"name": t.name, **t.flags, "status": "not run", "error": "",
+               "attempts": len(starts.get(t.name, ()))}
         try:
             record = json.loads((run / TRIAL).read_text())
             row.update(status=record.get("status", "?"), error=record.get("error", ""),
-                       wall_s=record.get("wall_s"), eval_s=record.get("eval_s"))
+                       wall_s=record.get("wall_s"), eval_s=record.get("eval_s"), node=record.get("node"))
         except (OSError, ValueError):
             pass
         if row["status"] == "ok":
@@ -114,7 +119,7 @@ def write_tables(study, rows, out: Path, skipped: int = 0, seconds: float = 0.0)
 
     metrics = metric_columns(rows)
     flag_cols = list(dict.fromkeys(k for t in study.trials for k in t.flags))
-    cols = ["name"] + flag_cols + ["status"] + metrics + list(TIMES) + ["error"]
+    cols = ["name"] + flag_cols + ["status"] + metrics + list(TIMES) + ["node", "attempts", "error"]
     lines = []
     with open(out / "sweep.csv.tmp", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
