@@ -4,8 +4,10 @@
 ``report`` callable it runs the same trial in this process. Every log step of training is reported
 (``{"step", "loss", "recon", "kl", ...}``, the ``metrics.jsonl`` row), then one final result with
 the trial's ``status`` and its metrics (the columns of :data:`inference.sweep.tables.METRIC_FIELDS`).
-A trial records itself in ``trial.json`` in its run directory; a failed trial is recorded (status
-``error``, the error's first line, the traceback in ``error.txt``) and does not stop the sweep.
+A trial records itself in ``trial.json`` in its run directory, with the Ray node it ran on (also
+in the final result; each start is a line of the study's ``attempts.jsonl``, :mod:`.nodes`); a
+failed trial is recorded (status ``error``, the error's first line, the traceback in
+``error.txt``) and does not stop the sweep.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..preemption import Preempted
 from ..report import REPORT, evaluate_run
 from ..runs import train_run
 from ..svi import CHECKPOINT, CONFIG, SUMMARY
+from .nodes import log_attempt
 from .tables import error_line, metric_values
 
 TRIAL = "trial.json"
@@ -146,6 +149,7 @@ def _run_trial(config: dict, report) -> None:
     record = {"name": trial["name"], "flags": trial["flags"], "run_dir": str(run), "evaluate": evaluate,
               "scheduler": config.get("scheduler", "fifo"), "status": "ok", "error": "",
               "host": os.uname().nodename}
+    record["node"] = log_attempt(trial["name"], run)["node"]  # the Ray node id (None outside Ray)
     last = {}
 
     def on_log(step, terms):
@@ -178,7 +182,8 @@ def _run_trial(config: dict, report) -> None:
     atomic_write_text(run / TRIAL, json.dumps(record, indent=2, default=str))
     summary = _summary(run)
     final = {"step": summary.get("step", last.get("step", 0)), **summary.get("terms", {}), **last,
-             **metrics, "status": record["status"], "wall_s": record["wall_s"]}
+             **metrics, "status": record["status"], "wall_s": record["wall_s"],
+             "node": record["node"]}
     if config.get("metric"):
         final.setdefault(config["metric"], math.nan)
     report(final)
