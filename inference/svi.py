@@ -62,6 +62,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ppl_data import Data
+from ppl_data.base import to_device
 
 from . import preemption, runlock
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, writing
@@ -484,7 +485,7 @@ def _fit(pair, model, guide, loss, data, state, out, device, parts, *, steps, ba
         for step in range(start, steps):
             index = torch.randint(n_items, (batch_size,), generator=generator)
             x, _ = data.batch(index, device=device)
-            args = (x, index.to(device)) if takes_index else (x,)
+            args = (x, to_device(index, device)) if takes_index else (x,)  # queued, no host wait
             weight = warmup_weight(step, warmup_steps, warmup_start)
             m, g = (local_model, local_guide) if weight == 1.0 else (
                 scale_latent(local_model, weight), scale_latent(local_guide, weight))
