@@ -215,22 +215,66 @@ def test_dpvae_keeps_disentanglement_when_the_90_percent_interval_of_the_change_
     assert "n = 3 vs 3" in claim.ours and "90% CI" in claim.ours and "seeds per arm" in claim.why
 
 
-def test_a_stability_run_trained_only_if_it_ends_no_worse_than_the_slowest_learning_rate():
-    from inference.reproduce.experiments import _trained, _vitae_claims
+def _stability_records(largest: dict, lrs=(1e-4, 1e-3, 1e-2, 1e-1)) -> dict:
+    """Fake stability records: {transformer: [largest λ trained per seed]} -> {seed: numbers}."""
+    seeds = {}
+    for name, per_seed in largest.items():
+        for seed, top in enumerate(per_seed):
+            n = seeds.setdefault(seed, {"persp_init": "default", "transformers": list(largest)})
+            for lr in lrs:
+                n[f"{name}/lr={lr:g}/trained"] = lr <= top
+                n[f"{name}/lr={lr:g}/elbo"] = -50.0 if lr <= top else float("nan")
+                n[f"{name}/lr={lr:g}/diverged_at"] = None if lr <= top else 12
+    return seeds
 
-    # VITAE supplement Fig. 1: a run that diverged may still end finite (a collapsed decoder, -1e6)
-    numbers = [{"affine/lr=0.0001": -130.0, "affine/lr=0.1": -1e6, "affine_decomp/lr=0.0001": -129.0,
-                "affine_decomp/lr=0.1": -29.0, "affine_diffeo/lr=0.0001": -128.0, "affine_diffeo/lr=0.1": -31.0},
-               {"affine/lr=0.0001": -131.0, "affine/lr=0.1": -35.0, "affine_decomp/lr=0.0001": -128.0,
-                "affine_decomp/lr=0.1": float("nan"), "affine_diffeo/lr=0.0001": -127.0,
-                "affine_diffeo/lr=0.1": -300.0}]
-    results = {"stability": dict(enumerate(numbers))}
-    assert _trained(results, "affine", "0.1") == (1, 2)         # -1e6 is finite but below -130
-    assert _trained(results, "affine_decomp", "0.1") == (1, 2)  # NaN
-    assert _trained(results, "affine_diffeo", "0.1") == (1, 2)  # -300 < -127
-    assert _trained(results, "affine", "0.0001") == (2, 2)      # the floor trains by definition
-    claim = _vitae_claims(results, "cpu")[1]
-    assert claim.verdict == "inconclusive" and "3/4 runs" in claim.ours  # 3 each: no parametrisation ahead
+
+def test_the_stability_verdict_is_a_paired_test_of_the_largest_learning_rate_over_seeds():
+    from scipy import stats as st
+
+    from inference.reproduce.experiments import VITAE_ARM_ROWS, _vitae_claims, vitae_largest_trained
+
+    row = VITAE_ARM_ROWS["literal"]
+    results = {row: _stability_records({"affine_literal": [1e-2, 1e-2, 1e-3, 1e-2, 1e-2],
+                                        "affine_decomp_literal": [1e-2, 1e-3, 1e-3, 1e-2, 1e-3],
+                                        "affine_diffeo": [1e-1, 1e-1, 1e-2, 1e-1, 1e-2]})}
+    assert vitae_largest_trained(results, row)["affine_literal"] == [-2, -2, -3, -2, -2]
+    literal, ablation = _vitae_claims(results, "cpu")[1:]
+    # by hand: eq. 3 − eq. 1 in log10 λ = (1, 1, 1, 1, 0): mean 0.8, sd √0.2, t = 0.8 / (√0.2 / √5) = 4, df 4;
+    # eq. 3 − eq. 2 = (1, 2, 1, 1, 1): mean 1.2, the same sd, t = 6
+    assert literal.verdict == "holds" and ablation.verdict == "inconclusive" and ablation.why == "not run"
+    assert f"p = {st.t.sf(4, 4):.2g}" in literal.ours and f"p = {st.t.sf(6, 4):.2g}" in literal.ours
+    assert "n = 5" in literal.ours and "+0.80" in literal.ours and "+1.20" in literal.ours
+    # eq. 1 as good as eq. 3 in every seed but one: the conjunction is not shown
+    results[row] = _stability_records({"affine_literal": [1e-1, 1e-1, 1e-2, 1e-1, 1e-1],
+                                       "affine_decomp_literal": [1e-3] * 5,
+                                       "affine_diffeo": [1e-1, 1e-1, 1e-2, 1e-1, 1e-2]})
+    assert _vitae_claims(results, "cpu")[1].verdict != "holds"
+    # the same grid step in every seed: no spread for a t-test, and the page says what a sign test would give
+    results[row] = _stability_records({"affine_literal": [1e-2] * 5, "affine_decomp_literal": [1e-2] * 5,
+                                       "affine_diffeo": [1e-1] * 5})
+    same = _vitae_claims(results, "cpu")[1]
+    assert same.verdict == "inconclusive" and "p = 2^-5 = 0.031" in same.why
+    # eq. 3 below both in every seed, by varying amounts: does not hold
+    results[row] = _stability_records({"affine_literal": [1e-1, 1e-1, 1e-1, 1e-1, 1e-1],
+                                       "affine_decomp_literal": [1e-1, 1e-1, 1e-2, 1e-1, 1e-1],
+                                       "affine_diffeo": [1e-3, 1e-4, 1e-3, 1e-2, 1e-3]})
+    assert _vitae_claims(results, "cpu")[1].verdict == "does not hold"
+
+
+def test_the_swap_verdict_waits_for_reconstructions_that_show_shapes():
+    from inference.reproduce.experiments import _vitae_claims
+
+    def swap(recon, kept, pose):
+        return {"swap test": {s: {"c_vitae/recon_shape_kept": r, "c_vitae/shape_kept": k,
+                                  "c_vitae/closer_to_pose_donor": p, "vae/recon_shape_kept": 0.9}
+                              for s, (r, k, p) in enumerate(zip(recon, kept, pose))}}
+
+    good = _vitae_claims(swap([0.9, 0.92, 0.88], [0.8, 0.85, 0.82], [0.9, 0.95, 0.93]), "cpu")[0]
+    assert good.verdict == "holds" and "shape kept − 1/3" in good.ours and "VAE control" in good.ours
+    blind = _vitae_claims(swap([0.30, 0.35, 0.34], [0.8, 0.85, 0.82], [0.9, 0.95, 0.93]), "cpu")[0]
+    assert blind.verdict == "inconclusive" and "not shown to carry shape" in blind.why
+    chance = _vitae_claims(swap([0.9, 0.92, 0.88], [0.25, 0.27, 0.26], [0.9, 0.95, 0.93]), "cpu")[0]
+    assert chance.verdict == "does not hold"
 
 
 def test_an_experiment_that_cannot_resume_keeps_the_folder_it_replaces(tmp_path):
@@ -377,3 +421,25 @@ _NOT_REGENERABLE = {"robust_trajectories.png"}
 def test_the_robust_trajectories_figure_regenerates_from_its_records():
     page = json.loads((ROOT / "results" / "robust.json").read_text())
     assert all(numbers.get("trajectory") for per_seed in page["records"].values() for numbers in per_seed.values())
+
+
+@pytest.mark.slow
+def test_vitae_tiny_budget_records_both_stability_arms_and_the_swap_diagnostics(tmp_path, one_thread):
+    from inference.papers.vitae import LEARNING_RATES, STABILITY_ARMS
+    from inference.reproduce.experiments import VITAE_ARM_ROWS
+
+    records = _tiny("vitae", tmp_path)["records"]
+    for arm, row in VITAE_ARM_ROWS.items():
+        numbers = records[row]["0"]
+        transformers, init = STABILITY_ARMS[arm]
+        assert numbers["persp_init"] == init and numbers["transformers"] == list(transformers)
+        for name in transformers:
+            for lr in LEARNING_RATES:
+                key = f"{name}/lr={lr:g}"
+                assert isinstance(numbers[f"{key}/trained"], bool) and f"{key}/diverged_at" in numbers
+                assert f"{key}/elbo" in numbers and all(s <= 10 for s in numbers[f"{key}/trajectory"]["step"])
+    swap = records["swap test"]["0"]
+    for m in ("vae", "u_vitae", "c_vitae"):
+        assert np.asarray(swap[f"{m}/recon_confusion"]).shape == (3, 3) and 0 <= swap[f"{m}/recon_shape_kept"] <= 1
+    assert all(f"{m}/{k}" in swap for m in ("u_vitae", "c_vitae") for k in ("kl_z_app", "nmi_app_shape", "shape_kept"))
+    assert (tmp_path / "results" / "vitae_stability_curves.png").stat().st_size > 0

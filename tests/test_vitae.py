@@ -382,7 +382,11 @@ def test_vitae_stability_script_tabulates_each_transformer_and_learning_rate(tmp
         assert [r["lr"] for r in rows] == [1e-3, 0.01] and all(math.isfinite(r["elbo"]) for r in rows)
     table = (out / "table.md").read_text().splitlines()
     assert table[0] == "| transformer | λ=0.001 | λ=0.01 |" and table[2].startswith("| affine_diffeo | -")
-    assert (out / "stability.png").is_file() and (out / "affine_diffeo_lr0.01" / "checkpoint.pt").is_file()
+    assert (out / "stability.png").is_file() and (out / "affine_diffeo_default_lr0.01" / "checkpoint.pt").is_file()
+    # the default arm is the literal one: the supplement's equations, the θ head default-initialised
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert settings["arm"] == "literal" and settings["persp_init"] == "default"
+    assert all(r["persp_init"] == "default" and isinstance(r["trained"], bool) for r in results["affine_diffeo"])
 
 
 def test_stability_run_reports_divergence_instead_of_raising(tmp_path, monkeypatch):

@@ -70,3 +70,78 @@ def test_bad_persp_init_is_named():
     config = {**VITAE_PARAMS, "persp_init": "zeros", "likelihood": "bernoulli", "net": "auto"}
     with pytest.raises(ConfigError, match="persp_init must be one of identity, default, got 'zeros'"):
         vitae_pair(config, (1, 28, 28), 10, conditional=True)
+
+
+# -- the swap test's diagnostics (issue 24) -------------------------------------------------------------
+def test_normalised_mi_of_the_shape_itself_is_one_and_of_noise_about_zero():
+    from inference.papers.vitae import normalised_mi
+
+    gen = np.random.default_rng(0)
+    shape = gen.integers(0, 3, 3000)
+    code = np.c_[shape + 0.0, gen.normal(size=3000)]  # dim 0 is the shape, dim 1 noise
+    nmi = normalised_mi(code, shape)
+    # I(c; s) / H(s), plug-in: a code equal to the shape carries all of H(s), noise none of it
+    assert nmi[0] == pytest.approx(1.0, abs=1e-12)
+    # plug-in bias of noise: ≈ (20 − 1)(3 − 1) / (2N) nats over H(s) = log 3
+    assert 0 <= nmi[1] < 0.02
+
+
+def test_the_confusion_matrix_of_a_perfect_reader_is_diagonal():
+    from inference.papers.vitae import confusion, reading
+
+    true = torch.tensor([0, 1, 2, 2, 1, 0, 0])
+    assert confusion(true, true, 3) == [[3, 0, 0], [0, 2, 0], [0, 0, 2]]
+    read = torch.tensor([0, 2, 2, 0, 1, 0, 1])  # rows: true, columns: read, counted by hand
+    assert confusion(true, read, 3) == [[2, 1, 0], [0, 1, 1], [1, 0, 1]]
+    r = reading(read, true, 3)
+    assert r["accuracy"] == pytest.approx(4 / 7) and r["confusion"] == confusion(true, read, 3)
+
+
+# -- the stability study: the trained rule and the arms ---------------------------------------------------
+def test_a_run_trained_when_finite_and_no_worse_than_the_smallest_learning_rate():
+    from inference.papers.vitae import largest_trained_lr, mark_trained
+
+    # supplement §3, Fig. 1: "missing values indicate that the network diverged"; the λ = 1e-4 run is the
+    # reference ("to make sure all transformer types would converge"); a collapsed run may end finite
+    rows = mark_trained([{"lr": 1e-4, "elbo": -60.0}, {"lr": 1e-3, "elbo": -40.0},
+                         {"lr": 1e-2, "elbo": -300.0}, {"lr": 1e-1, "elbo": None}])
+    assert [r["trained"] for r in rows] == [True, True, False, False]
+    assert largest_trained_lr(rows) == 1e-3
+    dead = mark_trained([{"lr": 1e-4, "elbo": None}, {"lr": 1e-3, "elbo": float("nan")}])
+    assert [r["trained"] for r in dead] == [False, False] and largest_trained_lr(dead) == pytest.approx(1e-5)
+    lone = mark_trained([{"lr": 1e-4, "elbo": None}, {"lr": 1e-2, "elbo": -500.0}])  # no reference: finite is enough
+    assert [r["trained"] for r in lone] == [False, True]
+
+
+def test_both_stability_arms_are_wired_with_their_start(tmp_path, monkeypatch):
+    from inference.errors import NonFiniteLossError
+    from inference.papers import vitae
+    from inference.reproduce.experiments import VITAE_ARM_ROWS, _run_vitae, _vitae_rows
+
+    given = []
+
+    def fake_train(run_dir, key, overrides, *args, **kwargs):
+        given.append((key, dict(overrides)))
+        raise NonFiniteLossError("loss", 7, float("nan"))
+
+    monkeypatch.setattr(vitae, "train_model", fake_train)
+    def prepare(out, root, s):
+        out.mkdir(parents=True)
+        return out, None, None, None
+
+    monkeypatch.setattr(vitae, "_prepare", prepare)
+    monkeypatch.setattr(vitae, "plot_stability", lambda results, path: None)
+    rows = _vitae_rows("tiny")
+    seen = {}
+    for arm, row in VITAE_ARM_ROWS.items():
+        given.clear()
+        numbers = _run_vitae(row, rows[row], 0, tmp_path / arm, "tiny")
+        seen[arm] = numbers
+        transformers, init = vitae.STABILITY_ARMS[arm]
+        assert numbers["persp_init"] == init and numbers["transformers"] == list(transformers)
+        assert {o["persp_init"] for _, o in given} == {init} and {k for k, _ in given} == {"vitae_c"}
+        assert [o["transformer"] for _, o in given] == [t for t in transformers for _ in vitae.LEARNING_RATES]
+        assert numbers[f"{transformers[0]}/lr=0.1/diverged_at"] == 7
+        assert numbers[f"{transformers[0]}/lr=0.1/trained"] is False
+    assert seen["literal"]["transformers"] == ["affine_literal", "affine_decomp_literal", "affine_diffeo"]
+    assert seen["literal"]["persp_init"] == "default" and seen["identity"]["persp_init"] == "identity"

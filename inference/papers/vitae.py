@@ -48,7 +48,7 @@ import ppl_data
 from ..catalog import build, resolve_config
 from ..cli import check_batch_size, check_output_dir, default_device
 from ..elbo import TermsELBO
-from ..errors import NonFiniteLossError
+from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import discrete_entropy, mig_terms, mutual_info_matrix
 from ..pictures import save_grid
 from ..posterior import encode_batched
@@ -65,11 +65,11 @@ EVAL_SEED = 123  # the fixed permutation of the test set every evaluation reads
 
 # Supplement Table 1 (MNIST): d = 2 + 2, the whole frame, the paper's net sizes.
 MNIST_VITAE = {"persp_dim": 2, "app_dim": 2, "canonical_fraction": 1.0, "app_width": 1}
-# Shapes (ours): z_persp as wide as the affine θ (6) for 4 pose factors; the appearance is drawn on
-# the central 0.4 of the frame (a 12 px window at 32 px; the largest sprite is ~11 px) so that the
-# appearance path cannot place a sprite anywhere. A wider appearance path (app_dim 4, app_width 4)
-# let z_app take position back (C-VITAE, 10⁴ steps: NMI(pos) 0.13 in both groups), so it stays small.
-SHAPES_VITAE = {"persp_dim": 6, "app_dim": 2, "canonical_fraction": 0.4, "app_width": 1}
+# Shapes: the paper's VITAE as it is (supplement Table 1: d = 2 per latent group; §2: the appearance
+# decoder draws the whole frame), on dSprites. Until issue 24 this was ours: a 6-D z_persp and a
+# 12-pixel canonical window zero-padded to 32 px (canonical_fraction 0.4), so that the appearance
+# path could not place a sprite. The remaining deviation: a 2-D z_persp for dSprites' 4 pose factors.
+SHAPES_VITAE = dict(MNIST_VITAE)
 
 
 def load_split(data_root, resolution: int, n_train: int, n_test: int):
@@ -202,6 +202,42 @@ class ShapeReader:
         return encode_batched(self.read, images, self.batch)
 
 
+def normalised_mi(codes, factor, num_bins: int = MI_BINS) -> np.ndarray:
+    """``(D,)``: I(code_d; factor) / H(factor) for each dimension of ``codes`` ``(N, D)``, the code
+    discretised into ``num_bins`` equal-width bins and the MI a plug-in estimate
+    (:func:`inference.metrics.mutual_info_matrix`, as :func:`disentanglement` computes it)."""
+    h = discrete_entropy(factor)
+    return mutual_info_matrix(codes, factor, num_bins)[:, 0] / h[0]
+
+
+def confusion(true, read, k: int) -> list:
+    """``k × k`` counts, row = the true class, column = the class the reader gave (no loop over items)."""
+    true, read = torch.as_tensor(true).long().flatten().cpu(), torch.as_tensor(read).long().flatten().cpu()
+    counts = torch.bincount(true * k + read, minlength=k * k).reshape(k, k)
+    return counts.tolist()
+
+
+def reading(read, true, k: int) -> dict:
+    """The reader's accuracy on a set of images of known shape, and its confusion matrix."""
+    read, true = torch.as_tensor(read).flatten(), torch.as_tensor(true).flatten().to(read.device)
+    return {"accuracy": float((read == true).float().mean()), "confusion": confusion(true, read, k)}
+
+
+@torch.no_grad()
+def reconstruction_reading(model, guide, data, n: int, device, sim) -> dict:
+    """The shape reader on ``n`` test items' reconstructions (decode of the posterior means, every site
+    in the guide's order): ``recon_shape_kept`` (accuracy), ``recon_confusion`` (true × read counts),
+    ``data_shape_read`` (the reader on the items themselves, its ceiling) and ``data_confusion``.
+    The same for any model with ``decode(z)``: a plain VAE's reconstructions are the control."""
+    x, f = data.batch(eval_index(data, n), device=device)
+    s, read = list(data.factor_names).index("shape"), ShapeReader(sim, device)
+    z = torch.cat([loc for loc, _ in guide.posterior(x).values()], -1)
+    k = sim.factor_sizes[s]
+    on_recon, on_data = reading(read(model.decode(z)), f[:, s], k), reading(read(x), f[:, s], k)
+    return {"recon_shape_kept": on_recon["accuracy"], "recon_confusion": on_recon["confusion"],
+            "data_shape_read": on_data["accuracy"], "data_confusion": on_data["confusion"]}
+
+
 def swap_scores(swapped, x1, x2, out_shape=None, app_shape=None, pose_shape=None) -> dict:
     """Scores of ``swapped`` = decode(z_persp(x2), z_app(x1)) against its two donors.
 
@@ -229,7 +265,9 @@ def swap_test(model, guide, data, n: int, device, out_png=None, sim=None) -> dic
     """decode(z_persp(x2), z_app(x1)) for ``n`` test pairs: at x2's position, with x1's shape?
 
     ``recon_shape_kept``: the shape reader on x1's own reconstruction (the model's shape fidelity,
-    the ceiling for ``shape_kept``); ``data_shape_read``: the reader on x1 itself (its own ceiling).
+    the ceiling for ``shape_kept``), ``recon_confusion`` its true × read counts; ``data_shape_read``
+    and ``data_confusion``: the reader on x1 itself (its own ceiling). x1 are the items of
+    :func:`reconstruction_reading` with the same ``n``.
     """
     x, f = data.batch(eval_index(data, 2 * n), device=device)
     x1, x2, f1, f2 = x[:n], x[n:], f[:n], f[n:]
@@ -240,8 +278,10 @@ def swap_test(model, guide, data, n: int, device, out_png=None, sim=None) -> dic
         s, read = names.index("shape"), ShapeReader(sim, device)
         res = swap_scores(swapped, x1, x2, read(swapped), f1[:, s].to(device), f2[:, s].to(device))
         recon = model.decode_parts(p1["z_persp"][0], p1["z_app"][0])
-        res["recon_shape_kept"] = float((read(recon) == f1[:, s].to(device)).float().mean())
-        res["data_shape_read"] = float((read(x1) == f1[:, s].to(device)).float().mean())
+        k = sim.factor_sizes[s]
+        on_recon, on_data = reading(read(recon), f1[:, s], k), reading(read(x1), f1[:, s], k)
+        res.update(recon_shape_kept=on_recon["accuracy"], recon_confusion=on_recon["confusion"],
+                   data_shape_read=on_data["accuracy"], data_confusion=on_data["confusion"])
     else:
         res = swap_scores(swapped, x1, x2)
     res["pairs"] = n
@@ -325,9 +365,12 @@ def run_vitae_experiment(out, *, quick: bool = False, data_root=None, steps=None
         r = {"train_seconds": seconds, **test_elbo(model, guide, test_data, s["n_eval"], device)}
         if test_data.has_factors:
             r.update(disentanglement(guide, test_data, s["n_eval"], device))
+        pairs = min(SWAP_PAIRS, len(test_data) // 2)
         if name != "vae":
-            pairs = min(SWAP_PAIRS, len(test_data) // 2)
             r["swap"] = swap_test(model, guide, test_data, pairs, device, out / f"swap_{name}.png", sim)
+        elif sim is not None:  # the control: a plain VAE's reconstructions of the same x1, the same reader
+            r["swap"] = reconstruction_reading(model, guide, test_data, pairs, device, sim)
+            r["swap"]["pairs"] = pairs
         x, _ = next(eval_batches(test_data, 8, 8, device))
         z = torch.cat([loc for loc, _ in guide.posterior(x).values()], -1)  # sites in posterior order
         save_grid(torch.cat([x, model.decode(z)]), out / f"recon_{name}.png", nrow=8)
@@ -363,6 +406,10 @@ def render_table(models: dict, data) -> str:
                   "closer to pose donor | shape kept | shape of pose donor | recon shape | data shape |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for name, r in swaps.items():
+            if "closer_to_pose_donor" not in r:  # the VAE control: its reconstructions only
+                lines.append(f"| {name} (control) | – | – | – | – | – | – | {r['recon_shape_kept']:.3f} | "
+                             f"{r['data_shape_read']:.3f} |")
+                continue
             kept = (f"{r['shape_kept']:.3f} ({r['shape_pairs']} pairs) | {r['shape_from_pose_donor']:.3f} | "
                     f"{r['recon_shape_kept']:.3f} | {r['data_shape_read']:.3f}" if "shape_kept" in r
                     else "n/a | n/a | n/a | n/a")
@@ -373,24 +420,67 @@ def render_table(models: dict, data) -> str:
 
 # -- supplement §3, Fig. 1: stability against the learning rate ----------------------------------
 LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1)  # supplement §3
-PAPER_TRANSFORMERS = ("affine", "affine_decomp", "affine_diffeo")  # supplement §3, eqs. (1)-(3)
-# Ours, CPU (~4 min for the three affine ones); the learning rate is the study's variable.
-STABILITY_QUICK = dict(steps=1000, batch_size=64, resolution=32, n_eval=2000, n_train=20000)
+PAPER_TRANSFORMERS = ("affine", "affine_decomp", "affine_diffeo")  # supplement §3, eqs. (1)-(3) (ours: around I)
+#: The study's two arms: (the transformers of eqs. (1), (2), (3), how the θ head starts).
+STABILITY_ARMS = {
+    # Supplement §3, eqs. (1)-(3) as written ([A | b] = θ; raw scales; expm), the θ head's last layer
+    # PyTorch's default init: eqs. (1)-(2) start near the degenerate A ≈ 0, eq. (3) near expm(0) = I.
+    "literal": (("affine_literal", "affine_decomp_literal", "affine_diffeo"), "default"),
+    # Ours, kept as an ablation: eqs. (1)-(2) written around the identity (I + θ, 1 + θ) and every θ
+    # head starting at its identity (weight 0), so all three start at T = id.
+    "identity": (PAPER_TRANSFORMERS, "identity"),
+}
+#: Each transformer's equation in the supplement (§3).
+EQUATION = {"affine": "eq. (1)", "affine_literal": "eq. (1)", "affine_decomp": "eq. (2)",
+            "affine_decomp_literal": "eq. (2)", "affine_decomp_pos": "eq. (2), s = exp θ (ours)",
+            "affine_diffeo": "eq. (3)", "cpab": "CPAB"}
+# Ours, CPU; the learning rate is the study's variable. 10,000 steps, chosen by the pilot of issue 24
+# (results/vitae_stability_pilot.json: seed 0, λ = 1e-2 and 1e-1, eq. (1) literal against eq. (3), 10,000
+# steps): what diverged did so at once (eq. 3 at λ = 1e-1: NaN at step 4; eq. 1: collapsed by step 100),
+# and at λ = 1e-2 both trained through the KL warm-up (5,000) and 5,000 steps at full weight, eq. (1)
+# with a late transient (training loss 43 at step 7,900 against ~26) that 1,000 steps could not show.
+# ~12 ms of one core a step: ~2 CPU-minutes a run. The paper's 60,000 (Fig. 1) runs at the gpu budget.
+STABILITY_QUICK = dict(steps=10_000, batch_size=64, resolution=32, n_eval=2000, n_train=20000)
 # Supplement §3: C-VITAE, Table 1 nets, batch 512, MNIST; 6·10⁴ iterations in Fig. 1 (bottom).
 STABILITY_PAPER = dict(steps=60000, batch_size=512, resolution=64, n_eval=10000, n_train=200000)
+TRAJECTORY_POINTS = 50  # training-loss points a stability row keeps (the last one included)
 
 
-def stability_run(name: str, lr: float, run_dir, train_data, test_data, s: dict, device, seed: int) -> dict:
-    """One C-VITAE with transformer ``name`` at learning rate ``lr``: its test ELBO, or where it diverged.
+def thinned(rows: list, points: int = TRAJECTORY_POINTS) -> dict:
+    """``{"step": [...], "loss": [...]}`` of metrics.jsonl rows, at most ``points`` of them, the last kept."""
+    stride = max(1, math.ceil(len(rows) / points))
+    kept = rows[::stride] + ([rows[-1]] if rows and (len(rows) - 1) % stride else [])
+    return {"step": [r["step"] for r in kept], "loss": [round(r["loss"], 3) for r in kept]}
 
-    A run whose loss turned non-finite, whose A had no inverse (LAPACK refused), or (CPAB) whose
-    integrator got NaN θ counts as diverged (``elbo`` None).
+
+def _trajectory(run_dir: Path) -> dict:
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else ():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "step" in row and "loss" in row:
+            rows.append(row)
+    return thinned(rows)
+
+
+def stability_run(name: str, lr: float, run_dir, train_data, test_data, s: dict, device, seed: int,
+                  persp_init: str = "identity") -> dict:
+    """One C-VITAE with transformer ``name`` (its θ head started as ``persp_init``) at learning rate
+    ``lr``: its test ELBO, or the step where it diverged, and its training loss over the steps.
+
+    A run whose loss turned non-finite (``diverged_at``: that step), whose A had no inverse (LAPACK
+    refused), or (CPAB) whose integrator got NaN θ counts as diverged (``elbo`` None). Whether it
+    *trained* is judged against the other learning rates (:func:`mark_trained`).
     """
     t0 = time.time()
-    row = {"lr": lr, "elbo": None, "diverged_at": None}
+    row = {"lr": lr, "transformer": name, "persp_init": persp_init, "elbo": None, "diverged_at": None}
     try:
-        model, guide, _ = train_model(run_dir, "vitae_c", {"transformer": name}, train_data, {**s, "lr": lr},
-                                      device, seed, log_every=25)
+        model, guide, _ = train_model(run_dir, "vitae_c", {"transformer": name, "persp_init": persp_init},
+                                      train_data, {**s, "lr": lr}, device, seed,
+                                      log_every=max(25, s["steps"] // (4 * TRAJECTORY_POINTS)))
         ev = test_elbo(model, guide, test_data, s["n_eval"], device)
         row["elbo"] = ev["elbo"] if math.isfinite(ev["elbo"]) else None
     except NonFiniteLossError as err:
@@ -403,22 +493,54 @@ def stability_run(name: str, lr: float, run_dir, train_data, test_data, s: dict,
         if name != "cpab":
             raise
         row["diverged_at"], row["error"] = "?, CPAB integrator got NaN θ", str(err)
+    row["trajectory"] = _trajectory(run_dir)
     row["seconds"] = time.time() - t0
     return row
 
 
-def run_stability_study(out, *, quick: bool = False, data_root=None, steps=None,
-                        transformers=PAPER_TRANSFORMERS, lrs=LEARNING_RATES, seed: int = 0, device=None,
-                        n_train=None, n_eval=None) -> dict:
-    """For each transformer and learning rate, a C-VITAE from the same seed; the test ELBO it reaches.
+def mark_trained(rows: list) -> list:
+    """Sets ``trained`` on the rows of one transformer and seed (one per learning rate), the rule of the
+    stability study (supplement §3, Fig. 1: "missing values indicate that the network diverged").
 
-    Writes ``results.json``, ``table.md`` (rows: transformers, columns: learning rates) and
-    ``stability.png`` (ELBO vs λ, log axis; diverged runs left out of the line, as in the paper).
-    Returns ``{transformer: [row per learning rate]}``.
+    The reference is the run at the smallest learning rate (the supplement's λ = 10⁻⁴, "to make sure
+    all transformer types would converge"): it trained if its test ELBO is finite. Any other run
+    trained if its test ELBO is finite and no worse than the reference's: a run that diverged may
+    end finite (a collapsed or saturated decoder) and then ends below the slowest run, whatever its
+    sign. When the reference did not train, a finite ELBO is all a run needs.
     """
-    transformers, lrs = list(transformers), list(lrs)
-    options = dict(out=str(out), quick=quick, data_root=data_root, steps=steps, transformers=transformers,
-                   lrs=lrs, seed=seed, device=device)
+    ref = min(rows, key=lambda r: r["lr"])
+    floor = ref["elbo"] if ref["elbo"] is not None and math.isfinite(ref["elbo"]) else None
+    for r in rows:
+        finite = r["elbo"] is not None and math.isfinite(r["elbo"])
+        r["trained"] = bool(finite and (r is ref or floor is None or r["elbo"] >= floor))
+    return rows
+
+
+def largest_trained_lr(rows: list) -> float:
+    """The largest learning rate at which a transformer trained (rows of one transformer and seed, each
+    with ``trained``); one step of the grid below its smallest (λ_min / 10) when none did."""
+    ok = [r["lr"] for r in rows if r["trained"]]
+    return max(ok) if ok else min(r["lr"] for r in rows) / 10
+
+
+def run_stability_study(out, *, quick: bool = False, data_root=None, steps=None, arm: str = "literal",
+                        transformers=None, lrs=LEARNING_RATES, seed: int = 0, device=None,
+                        n_train=None, n_eval=None) -> dict:
+    """For each transformer of ``arm`` (:data:`STABILITY_ARMS`) and learning rate, a C-VITAE from the
+    same seed; the test ELBO it reaches, whether it trained (:func:`mark_trained`), where it diverged.
+
+    ``arm``: "literal" (supplement eqs. (1)-(3) as written, θ head default-initialised; the paper) or
+    "identity" (ours, the ablation: every transformer starts at the identity). ``transformers``
+    replaces the arm's (its ``persp_init`` kept). Writes ``results.json``, ``table.md`` (rows:
+    transformers, columns: learning rates) and ``stability.png`` (ELBO vs λ, log axis; runs that did
+    not train left out of the line, as in the paper). Returns ``{transformer: [row per learning rate]}``.
+    """
+    if arm not in STABILITY_ARMS:
+        raise ConfigError(f"arm must be one of {', '.join(STABILITY_ARMS)}, got {arm!r}")
+    arm_transformers, persp_init = STABILITY_ARMS[arm]
+    transformers, lrs = list(transformers or arm_transformers), list(lrs)
+    options = dict(out=str(out), quick=quick, data_root=data_root, steps=steps, arm=arm, persp_init=persp_init,
+                   transformers=transformers, lrs=lrs, seed=seed, device=device)
     s = _settings(STABILITY_QUICK, STABILITY_PAPER, quick, dict(steps=steps, n_train=n_train, n_eval=n_eval))
     device = torch.device(device or default_device())
     out, train_data, test_data, _ = _prepare(out, data_root, s)
@@ -426,9 +548,12 @@ def run_stability_study(out, *, quick: bool = False, data_root=None, steps=None,
     for name in transformers:
         results[name] = []
         for lr in lrs:
-            row = stability_run(name, lr, out / f"{name}_lr{lr:g}", train_data, test_data, s, device, seed)
+            row = stability_run(name, lr, out / f"{name}_{persp_init}_lr{lr:g}", train_data, test_data, s, device,
+                                seed, persp_init)
             results[name].append(row)
-            print(f"{name} lr={lr:g}: {row}", flush=True)
+            print(f"{name} ({persp_init} start) lr={lr:g}: "
+                  f"{ {k: v for k, v in row.items() if k != 'trajectory'} }", flush=True)
+        mark_trained(results[name])
     (out / "results.json").write_text(json.dumps({"settings": {**s, **options}, "results": results},
                                                  indent=2) + "\n")
     table = stability_table(results, lrs)
@@ -439,12 +564,14 @@ def run_stability_study(out, *, quick: bool = False, data_root=None, steps=None,
 
 
 def stability_table(results: dict, lrs) -> str:
-    """Markdown: one row per transformer, one column per learning rate (ELBO or where it diverged)."""
+    """Markdown: one row per transformer, one column per learning rate (ELBO, or why it did not train)."""
+    def cell(r):
+        if r["elbo"] is None:
+            return f"diverged (step {r['diverged_at']})"
+        return f"{r['elbo']:.2f}" + ("" if r.get("trained", True) else " (did not train)")
     lines = ["| transformer | " + " | ".join(f"λ={lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
     for name, rows in results.items():
-        cells = [f"{r['elbo']:.2f}" if r["elbo"] is not None else f"diverged (step {r['diverged_at']})"
-                 for r in rows]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(r) for r in rows) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -457,12 +584,12 @@ def plot_stability(results: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, rows in results.items():
-        lrs = [r["lr"] for r in rows if r["elbo"] is not None]
-        ax.plot(lrs, [r["elbo"] for r in rows if r["elbo"] is not None], marker="o", label=name)
+        kept = [r for r in rows if r["elbo"] is not None and r.get("trained", True)]
+        ax.plot([r["lr"] for r in kept], [r["elbo"] for r in kept], marker="o", label=name)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("test ELBO")
-    ax.set_title("C-VITAE: ELBO vs learning rate (missing = diverged)")
+    ax.set_title("C-VITAE: ELBO vs learning rate (missing = did not train)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
