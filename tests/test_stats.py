@@ -133,3 +133,34 @@ def test_detectable_effect_has_80_percent_power_by_simulation_and_n_needed_is_th
     power = lambda m: stats.power(0.5, math.sqrt(2 / m), 2 * (m - 1))  # noqa: E731
     assert power(need) >= 0.8 > power(need - 1)
     assert stats.n_needed(-0.1, 1.0, 1.0) is None
+
+
+# -- the exact sign test (a paired outcome on a coarse grid) -------------------------------------------
+def test_sign_test_p_is_the_binomial_tail():
+    # Dixon & Mood 1946: k of m untied pairs favour A; p = P(Binomial(m, 1/2) ≥ k)
+    from scipy.stats import binomtest
+    a = [1, 2, 3, 2, 1, 0, 5]
+    b = [0, 1, 3, 1, 0, 1, 4]   # differences 1, 1, 0 (tie), 1, 1, -1, 1: 5 of 6 untied favour A
+    v = stats.sign_test(a, b, higher=True)
+    assert v.p == pytest.approx(binomtest(5, 6, 0.5, alternative="greater").pvalue, rel=1e-12)
+    assert v.n == (7,) and "1 tied pair left out" in v.note
+    assert v.verdict == "inconclusive"  # 7/64 > 0.05
+
+
+def test_sign_test_decides_when_every_seed_moves_by_the_same_step():
+    # every seed one grid step higher: a t-test sees no spread; the sign test gives 2^-5 = 0.031
+    v = stats.sign_test([-1.0] * 5, [-2.0] * 5, higher=True)
+    assert v.verdict == "holds" and v.p == pytest.approx(2 ** -5) and v.estimate == 1.0
+    assert stats.sign_test([-2.0] * 5, [-1.0] * 5, higher=True).verdict == "does not hold"
+    assert stats.sign_test([-1.0] * 4, [-2.0] * 4, higher=True).verdict == "inconclusive"  # 2^-4 > 0.05
+    low = stats.sign_test([1.0] * 5, [2.0] * 5, higher=False)  # "A lower than B"
+    assert low.verdict == "holds" and low.estimate == -1.0
+
+
+def test_sign_test_false_holds_rate_under_the_null():
+    # exact, not simulated: with m untied pairs and no true difference each favours A with
+    # probability 1/2; the rule's "holds" rate is the Binomial(m, 1/2) mass of the k it accepts
+    for m in range(1, 21):
+        rate = sum(st.binom.pmf(k, m, 0.5) for k in range(m + 1)
+                   if stats.sign_test([1.0] * k + [0.0] * (m - k), [0.0] * k + [1.0] * (m - k)).verdict == "holds")
+        assert rate <= 0.05, m

@@ -312,7 +312,8 @@ def pilot64(runs, results, *, rows=PILOT64_ROWS, seeds=PILOT64_SEEDS, log=print)
                     "steps": steps, "train_s": train_seconds(run_dir),
                     "s_per_step": json.loads((run_dir / SUMMARY).read_text()).get("steps_per_second_last_session")}
                 numbers["s_per_step"] = 1.0 / numbers["s_per_step"] if numbers["s_per_step"] else float("nan")
-                with open(path.with_suffix(".lock"), "w") as lock:
+                lock_path = Path(runs) / "shapes" / "cpu64" / ".pilot.lock"  # beside the runs, not in results/
+                with open(lock_path, "w") as lock:
                     fcntl.flock(lock, fcntl.LOCK_EX)
                     records = pilot_records(results) | {key: numbers}
                     atomic_write_text(path, json.dumps(

@@ -271,6 +271,43 @@ def paired(a, b, higher: bool = True, digits: int = 2) -> Verdict:
                    _decide(code, sign * diff, se, df, n, need, "a paired difference", digits), note)
 
 
+def sign_test(a, b, higher: bool = True, digits: int = 2) -> Verdict:
+    """"A > B" seed by seed for an outcome on a coarse grid (e.g. the largest learning rate of a
+    4-point grid that trained), where every seed may move by the same step and a t-test has no spread
+    to judge: the exact one-sided sign test (Dixon & Mood 1946). Ties are left out; with m untied
+    pairs of which k favour A, p = P(Binomial(m, 1/2) ≥ k). holds: p ≤ α; does not hold: the
+    opposite direction's p ≤ α. The estimate is the median paired difference and the interval
+    [min, max] of the differences (a distribution-free interval for the median whose coverage,
+    1 − 2·2^-m, is at least 90% from m = 5 on). It can hold only from m = 5 untied pairs (2^-5 = 0.031)."""
+    a, b = (np.asarray([np.nan if v is None else v for v in x], dtype=float) for x in (a, b))
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need one per seed on both sides, got {a.size} and {b.size}")
+    d, note = _clean(a - b, "the pairs")
+    d = d if higher else -d
+    untied = d[d != 0]
+    m, k = int(untied.size), int((untied > 0).sum())
+    ties = d.size - m
+    note = _notes(note, f"{ties} tied pair{'s' * (ties != 1)} left out" if ties else "")
+    estimate = float(np.median(d)) * (1 if higher else -1) if d.size else math.nan
+    if m == 0:
+        return Verdict(INCONCLUSIVE, (d.size,), estimate, (math.nan, math.nan), math.nan,
+                       "every pair is tied: the seeds show no difference either way", note)
+    p = float(st.binom.sf(k - 1, m, 0.5))  # P(X ≥ k)
+    p_other = float(st.binom.sf(m - k - 1, m, 0.5))  # P(X ≥ m − k): the opposite direction
+    code = 1 if p <= ALPHA else -1 if p_other <= ALPHA else 0
+    ci = tuple(float(x) * (1 if higher else -1) for x in ((d.min(), d.max()) if higher else (d.max(), d.min())))
+    smallest = next((j for j in range(1, MAX_N + 1) if 0.5 ** j <= ALPHA), None)
+    decide = (f"with {m} untied seed{'s' * (m != 1)}, {k} favour the claim (exact sign test); the test can "
+              f"hold only from {smallest} untied seeds, all favouring it")
+    if code == 0 and m >= smallest:
+        js = np.arange(m, MAX_N + 1)
+        hits = np.nonzero(st.binom.sf(np.round(js * k / m) - 1, js, 0.5) <= ALPHA)[0] if 2 * k > m else []
+        need = int(js[hits[0]]) if len(hits) else None
+        decide += (f"; at the observed share {k}/{m} about {need} untied seeds would decide it" if need
+                   else f"; the observed share {k}/{m} would need more than {MAX_N} seeds")
+    return Verdict(VERDICT_OF[code], (d.size,), estimate, ci, p, decide, note)
+
+
 def order(columns: dict, digits: int = 2) -> Verdict:
     """"first > second > third …" over seeds: ``columns`` {name: per-seed values, seeds aligned}, in the
     claimed order (highest first). A paired one-sided t-test for each adjacent pair at α = 0.05, with no
@@ -301,5 +338,5 @@ def all_of(verdicts: list[Verdict]) -> str:
 VERDICT_OF = {1: HOLDS, -1: DOES_NOT_HOLD, 0: INCONCLUSIVE}
 CODE_OF = {v: k for k, v in VERDICT_OF.items()}
 
-__all__ = ["Verdict", "two_arm", "non_inferior", "threshold", "paired", "order", "all_of", "welch", "one_sample",
+__all__ = ["Verdict", "two_arm", "non_inferior", "threshold", "paired", "sign_test", "order", "all_of", "welch", "one_sample",
            "rule", "power", "detectable", "n_needed", "ALPHA", "POWER"]
