@@ -22,7 +22,7 @@ feature net (same ``FEATURE_NET_VERSION`` and training steps), never with publis
 
 The trained net is cached as ``feature_net-v<version>-<steps>.pt`` in ``$PYRO_DISENTANGLE_CACHE``
 (default ``~/.cache/pyro-disentangle``); the first call trains it on the CPU, deterministically from
-the seed (600 steps: about a minute on one free core, two or three on a loaded one).
+the seed, on one thread (600 steps: 4.4 minutes measured on a 2-core machine shared by a dozen jobs).
 
 References
 [1] Heusel et al. GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
@@ -134,7 +134,17 @@ def degrade(images: torch.Tensor, generator: torch.Generator):
 def train_feature_net(steps: int = FEATURE_STEPS, batch_size: int = FEATURE_BATCH, seed: int = 0) -> FeatureNet:
     """Fit the heads on the CPU from ``seed``: each step a fresh batch of textured shapes, of dSprites
     and of digits, each image kept, blurred or made noisy at random; the loss sums the cross-entropies
-    of every factor head and of the degradation head."""
+    of every factor head and of the degradation head. One thread, whatever the caller's setting: the
+    sums then run in one order, so the same seed gives the same weights on a given machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(steps, batch_size, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(steps: int, batch_size: int, seed: int) -> FeatureNet:
     from ppl_data import DSprites, TexturedShapes, digits
 
     gen = torch.Generator().manual_seed(seed)
