@@ -26,8 +26,10 @@ def tiny64(monkeypatch):
     monkeypatch.setattr(shapes, "PILOT64_STEPS", (3, 6))
 
 
-def test_cpu64_row_record_survives_the_run_folder_and_regenerates_the_page(tiny64, tmp_path):
+def test_cpu64_row_record_survives_the_run_folder_and_regenerates_the_page(tiny64, tmp_path, monkeypatch):
     runs, results = tmp_path / "runs", tmp_path / "results"
+    real = shapes.evaluate_run  # DCI's GBT over 32 position classes costs ~15 s; this test is about records
+    monkeypatch.setattr(shapes, "evaluate_run", lambda *a, **k: real(*a, **{**k, "dci_importance": "forest"}))
     out = reproduce("baselines", budget="cpu64", runs=runs, results=results, seeds=(0,), only=("VAE",))
     page = json.loads((results / "baselines.json").read_text())
     record = page["records"]["VAE"]["0"]
