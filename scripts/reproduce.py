@@ -19,7 +19,7 @@ from pathlib import Path
 
 from inference.cli import OneLineParser, check_output_dir, number_list, random_seed, run_main
 from inference.errors import ConfigError
-from inference.reproduce import BUDGETS, PAPERS, pilot64, reproduce
+from inference.reproduce import BUDGETS, PAPERS, pilot64, pilot64_speed, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +36,8 @@ def make_parser() -> OneLineParser:
                    help="train nothing: rewrite the page from the rows already finished")
     p.add_argument("--pilot", action="store_true",
                    help="baselines only: the 64×64 pilot (β-TCVAE and VAE at each milestone; --only, --seeds narrow it)")
+    p.add_argument("--speed", action="store_true",
+                   help="with --pilot: time the cpu64 step on one idle core into the pilot's record")
     p.add_argument("--runs", default=os.environ.get("REPRODUCE_RUNS") or str(ROOT.parent / "runs" / "reproduce"),
                    help="folder of the run directories, kept outside the work tree")
     p.add_argument("--results", default=str(ROOT / "results"), help="folder of the pages (RESULTS.md beside it)")
@@ -49,6 +51,8 @@ def main(argv=None) -> None:
     if args.pilot:
         if args.paper != "baselines":
             raise ConfigError(f"--pilot is for baselines, not {args.paper!r}")
+        if args.speed:
+            return print(pilot64_speed(args.runs, args.results))
         pilot64(args.runs, args.results, **({"rows": tuple(args.only)} if args.only else {}),
                 **({"seeds": tuple(args.seeds)} if args.seeds else {}))
         return

@@ -91,3 +91,15 @@ def test_a_budget_the_page_does_not_have_is_refused_by_name(tmp_path):
         reproduce("baselines", budget="cpu", runs=tmp_path / "r", results=tmp_path / "p")
     with pytest.raises(ConfigError, match="--budget cpu64 is not a budget of dip"):
         reproduce("dip", budget="cpu64", runs=tmp_path / "r", results=tmp_path / "p")
+
+
+def test_the_idle_speed_enters_the_pilot_record_and_the_page_reads_it(tiny64, tmp_path):
+    (tmp_path / shapes.PILOT_FILE).write_text(json.dumps({"records": {"VAE|0|3": {
+        "mig": 0.1, "factor_vae": 0.5, "dci_d": 0.2, "recon_l2": 0.01, "train_s": 60.0, "s_per_step": 0.2}}}))
+    speed = shapes.pilot64_speed(tmp_path / "runs", tmp_path, steps=3, warmup=2)
+    kept = json.loads((tmp_path / shapes.PILOT_FILE).read_text())
+    assert kept["speed"] == pytest.approx(speed) and kept["records"]["VAE|0|3"]["mig"] == 0.1  # nothing lost
+    text = shapes._pilot_appendix(tmp_path, "cpu64")
+    # the budget's cost is computed from the record: steps × s/step
+    assert f"{shapes.CPU64_STEPS * speed['s_per_step'] / 60:.0f} minutes of training per run" in text
+    assert f"{speed['s_per_step'] * 1000:.0f} ms" in text

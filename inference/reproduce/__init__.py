@@ -10,7 +10,7 @@ from __future__ import annotations
 from .driver import BUDGETS, Claim, Reproduction, collect, write_index
 from .driver import reproduce as _reproduce
 from .experiments import MSVAE_REPRO, ROBUST_REPRO, VITAE_REPRO
-from .shapes import BASELINES32_REPRO, BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO, pilot64
+from .shapes import BASELINES32_REPRO, BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO, pilot64, pilot64_speed
 from ..errors import ConfigError
 
 #: Every reproduction, by the name ``scripts/reproduce.py`` takes.
@@ -27,4 +27,4 @@ def reproduce(paper: str, *, budget: str = "cpu", runs, results, seeds=None, onl
                       command=command, log=log, train=train)
 
 
-__all__ = ["pilot64", "PAPERS", "BUDGETS", "Claim", "Reproduction", "reproduce", "collect", "write_index"]
+__all__ = ["pilot64", "pilot64_speed", "PAPERS", "BUDGETS", "Claim", "Reproduction", "reproduce", "collect", "write_index"]

@@ -315,12 +315,78 @@ def pilot64(runs, results, *, rows=PILOT64_ROWS, seeds=PILOT64_SEEDS, log=print)
                 lock_path = Path(runs) / "shapes" / "cpu64" / ".pilot.lock"  # beside the runs, not in results/
                 with open(lock_path, "w") as lock:
                     fcntl.flock(lock, fcntl.LOCK_EX)
+                    kept = json.loads(path.read_text()) if path.is_file() else {}  # e.g. its idle speed
                     records = pilot_records(results) | {key: numbers}
                     atomic_write_text(path, json.dumps(
-                        {"what": "issue 25's 64×64 pilot", "protocol": protocol("cpu64"),
+                        {**kept, "what": "issue 25's 64×64 pilot", "protocol": protocol("cpu64"),
                          "records": dict(sorted(records.items()))}, indent=2, default=float) + "\n")
                 log(f"[pilot64] {key}: MIG {numbers['mig']:.3f}, recon L2 {numbers['recon_l2']:.4f}")
     return pilot_records(results)
+
+
+def pilot64_speed(runs, results, *, steps: int = 300, warmup: int = 50) -> dict:
+    """Seconds per step of the ``cpu64`` β-TCVAE on one thread, measured by training ``steps`` steps
+    from scratch (the first ``warmup`` left out), kept in ``results/baselines_pilot.json`` under
+    ``speed``: run it on an idle machine. The page reads the budget's cost from it."""
+    import tempfile
+    import time as _time
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Path(runs).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=runs) as tmp:
+            flags = {**BASE["cpu64"], **BASELINES["β-TCVAE"], "seed": 0, "no_pictures": True,
+                     "checkpoint_every": 10 * steps, "log_every": 50}
+            train_run({**flags, "steps": warmup}, Path(tmp) / "a", progress=False)  # imports, allocator
+            t0 = _time.perf_counter()
+            train_run({**flags, "steps": warmup + steps}, Path(tmp) / "a", resume=True, progress=False)
+            seconds = (_time.perf_counter() - t0) / steps
+    finally:
+        torch.set_num_threads(threads)
+    import platform
+
+    speed = {"s_per_step": seconds, "steps": steps, "threads": 1, "torch": torch.__version__,
+             "cpu": platform.processor() or platform.machine()}
+    path = Path(results) / PILOT_FILE
+    page = json.loads(path.read_text()) if path.is_file() else {"what": "issue 25's 64×64 pilot", "records": {}}
+    atomic_write_text(path, json.dumps({**page, "speed": speed}, indent=2, default=float) + "\n")
+    return speed
+
+
+def _pilot_reading(records: dict, speed: dict | None = None) -> str:
+    """What the pilot's records say about the choice of steps, computed from them: per model the mean
+    MIG and reconstruction error at each milestone, the change over the last stretch, and the run time
+    the budget costs at the pilot's own speed."""
+    from .driver import stats as mean_sd
+
+    by = {}
+    for key, n in records.items():
+        row, _, steps = key.split("|")
+        by.setdefault(row, {}).setdefault(int(steps), []).append(n)
+    parts = []
+    for row, milestones in sorted(by.items()):
+        done = sorted(milestones)
+        mig = ", ".join(f"{s:,}: {mean_sd([n['mig'] for n in milestones[s]])[0]:.3f}" for s in done)
+        parts.append(f"{row} mean MIG by steps {mig}")
+        if len(done) > 1:
+            (a, b) = done[-2], done[-1]
+            ra = mean_sd([n["recon_l2"] for n in milestones[a]])[0]
+            rb = mean_sd([n["recon_l2"] for n in milestones[b]])[0]
+            parts[-1] += f" (recon L2 {ra:.4f} → {rb:.4f} from {a:,} to {b:,} steps)"
+    speeds = [n["s_per_step"] for n in records.values() if math.isfinite(n.get("s_per_step", math.nan))]
+    fastest = min(speeds) if speeds else math.nan
+    idle = (f"On an idle core ({speed['cpu']}, torch {speed['torch']}, {speed['steps']} steps timed) one step takes "
+            f"{speed['s_per_step'] * 1000:.0f} ms, so the budget's {CPU64_STEPS:,} steps cost "
+            f"{CPU64_STEPS * speed['s_per_step'] / 60:.0f} minutes of training per run. ") if speed else ""
+    return ("; ".join(parts) + ". " + idle + (
+        f"The pilot's own runs shared the machine (fastest {fastest * 1000:.0f} ms/step). " if speeds else "")
+            + f"The budget was fixed at {CPU64_STEPS:,} steps before the pilot ran, as the most that fit "
+              "30–40 minutes on one idle core; the pilot shows whether the models still change over its last "
+              "stretch. The learning rate is not piloted: 1e-3 is the 32×32 page's, ten times "
+              "disentanglement_lib's 1e-4 for a tenth of its steps.")
 
 
 def _pilot_appendix(results: Path, budget: str) -> str:
@@ -328,6 +394,8 @@ def _pilot_appendix(results: Path, budget: str) -> str:
     if budget != "cpu64":
         return ""
     records = pilot_records(results)
+    path = Path(results) / PILOT_FILE
+    speed = json.loads(path.read_text()).get("speed") if path.is_file() else None
     if not records:
         return "## Pilot\n\nNo pilot record yet (`python scripts/reproduce.py baselines --budget cpu64 --pilot`)."
     rows = []
@@ -336,7 +404,7 @@ def _pilot_appendix(results: Path, budget: str) -> str:
         rows.append([row, seed, f"{int(steps):,}", f"{n['mig']:.3f}", f"{n['factor_vae']:.3f}", f"{n['dci_d']:.3f}",
                      f"{n['recon_l2']:.4f}", f"{n['train_s'] / 60:.1f}", f"{n['s_per_step'] * 1000:.0f}"])
     rows.sort(key=lambda r: (r[0], int(r[2].replace(",", "")), r[1]))
-    return ("## Pilot (issue 25): steps and learning rate\n\n"
+    return ("## Pilot (issue 25): steps and learning rate\n\n" + _pilot_reading(records, speed) + "\n\n"
             f"β-TCVAE and the VAE, seeds {', '.join(map(str, PILOT64_SEEDS))}, trained at lr {BASE['cpu64']['lr']:g} "
             f"and evaluated at {', '.join(f'{s:,}' for s in PILOT64_STEPS)} steps (each milestone continues the one "
             "before). ms/step: the last training session's, one core, with the other core busy.\n\n"
@@ -635,5 +703,5 @@ DPVAE_REPRO = Reproduction(
     protocol=lambda budget: {**protocol(budget), "score": DPVAE_SCORE[budget]})
 
 
-__all__ = ["BASE", "SIZES", "BASELINES", "BASELINES_REPRO", "BASELINES32_REPRO", "pilot64", "pilot_records", "DIP_REPRO", "DPVAE_REPRO", "store_dir", "trained",
+__all__ = ["BASE", "SIZES", "BASELINES", "BASELINES_REPRO", "BASELINES32_REPRO", "pilot64", "pilot64_speed", "pilot_records", "DIP_REPRO", "DPVAE_REPRO", "store_dir", "trained",
            "disentanglement", "dip_rows"]
