@@ -20,9 +20,12 @@ feature net (same ``FEATURE_NET_VERSION`` and training steps), never with publis
 :func:`fid_calibration` measures what a distance means in this space: two samples of the data, a
 3×3 blur, noise, and each factor's distribution changed.
 
-The trained net is cached as ``feature_net-v<version>-<steps>.pt`` in ``$PYRO_DISENTANGLE_CACHE``
-(default ``~/.cache/pyro-disentangle``); the first call trains it on the CPU, deterministically from
-the seed, on one thread (600 steps: 4.4 minutes measured on a 2-core machine shared by a dozen jobs).
+The reference net (``FEATURE_NET_VERSION``, ``FEATURE_STEPS``) ships with the package
+(``inference/assets/``, sha256 :data:`FEATURE_NET_SHA256`), so every machine scores in the same
+feature space: a net retrained elsewhere would differ in its last bits with the CPU's kernels, and so
+would every FID. Other step counts are trained on the CPU at first use, deterministically from the
+seed on one thread, and cached as ``feature_net-v<version>-<steps>.pt`` in ``$PYRO_DISENTANGLE_CACHE``
+(default ``~/.cache/pyro-disentangle``).
 
 References
 [1] Heusel et al. GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
@@ -47,6 +50,9 @@ from .posterior import encode_batched
 CACHE_ENV = "PYRO_DISENTANGLE_CACHE"
 FEATURE_NET_VERSION = 2
 FEATURE_STEPS = 600
+#: The shipped reference weights (trained by :func:`train_feature_net` with FEATURE_STEPS) and their hash.
+FEATURE_NET_ASSET = Path(__file__).resolve().parent / "assets" / f"feature_net-v{FEATURE_NET_VERSION}-{FEATURE_STEPS}.pt"
+FEATURE_NET_SHA256 = "47de4444f47fc165cfd3512822b96bba137afaf634859bb88dde1b768704806a"
 FEATURE_BATCH = 32  # images per dataset per step (three datasets)
 INPUT_SIZE = 32
 FEATURE_DIM = 128
@@ -175,6 +181,8 @@ def _train(steps: int, batch_size: int, seed: int) -> FeatureNet:
 def feature_net(steps: int = FEATURE_STEPS, device="cpu") -> FeatureNet:
     """The cached feature net, trained (on the CPU, seed 0) and cached first if it is not there."""
     path = cache_dir() / f"feature_net-v{FEATURE_NET_VERSION}-{steps}.pt"
+    if steps == FEATURE_STEPS:  # the reference: the shipped weights, the same on every machine
+        path = FEATURE_NET_ASSET
     net = FeatureNet()
     if path.is_file():
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -90,3 +90,18 @@ def test_trained_feature_net_resolves_a_3x3_blur_of_the_textured_shapes():
     # a changed distribution of colour, scale or background registers too (shape, orientation and the
     # texture's factors barely do: the net does not learn them at this budget)
     assert min(rows[f"factor:{k}"] for k in ("colour", "scale", "background")) > 3 * rows["sample"], rows
+
+
+def test_the_reference_feature_net_ships_with_the_package_and_is_never_retrained(tmp_path, monkeypatch):
+    # the same feature space on every machine: a net retrained elsewhere differs with the CPU's kernels
+    import hashlib
+
+    from inference import fid
+    assert hashlib.sha256(fid.FEATURE_NET_ASSET.read_bytes()).hexdigest() == fid.FEATURE_NET_SHA256
+    monkeypatch.setenv(fid.CACHE_ENV, str(tmp_path))  # an empty cache: nothing to fall back on
+    monkeypatch.setattr(fid, "train_feature_net", lambda *a, **k: pytest.fail("the reference net was retrained"))
+    net = fid.feature_net()
+    state = torch.load(fid.FEATURE_NET_ASSET, map_location="cpu", weights_only=True)
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    assert not list(tmp_path.iterdir())  # and nothing was written to the cache
