@@ -210,3 +210,26 @@ def training_curves(runs, path, panels=None, *, hlines=None, title: str | None =
     fig.savefig(Path(path), dpi=dpi)
     plt.close(fig)
     return data
+
+
+def thin_trajectory(rows, keys=None, points: int = 100) -> dict:
+    """``{"step": [...], key: [...]}``: the logged numbers ``keys`` of ``rows`` (:func:`read_metrics`)
+    at no more than ``points`` evenly strided log steps, the first and the last always among them, each
+    value as logged. A key the rows do not all log is left out (``None``: every number they all log),
+    so a record keeps what a run logged and :func:`trajectory_rows` gives it back to
+    :func:`training_curves`."""
+    if points < 2:
+        raise ValueError(f"points must be at least 2 (the first and the last step), got {points!r}")
+    rows = [r for r in rows if "step" in r]
+    names = [k for r in rows[:1] for k in r if k != "step"] if keys is None else list(keys)
+    names = [k for k in names if rows and all(k in r for r in rows)]
+    stride = max(1, -(-(len(rows) - 1) // (points - 1)))  # ceil((n - 1) / (points - 1))
+    kept = rows[::stride]
+    if rows and kept[-1] is not rows[-1]:
+        kept.append(rows[-1])
+    return {k: [r[k] for r in kept] for k in ("step", *names)}
+
+
+def trajectory_rows(trajectory: dict) -> list[dict]:
+    """The ``metrics.jsonl`` rows of a :func:`thin_trajectory` (for :func:`training_curves`)."""
+    return [dict(zip(trajectory, values)) for values in zip(*trajectory.values())]

@@ -36,6 +36,7 @@ C+Z; and the same for the coarse and the fine factors.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -82,6 +83,7 @@ C_DIM = 10  # §4: "we use a 10-dimensional C" (after Locatello et al. 2018)
 Z_DIM = 10  # §4: 10-dimensional Z for SmallNORB (5 for Cars3D)
 STAGE_ONE = "betatc"  # §3.2: stage one is a β-TCVAE
 STAGE_ONE_OVERRIDES = {"beta": 4.0, "gamma": 1.0}  # Appendix A sweeps at β = 4; α = γ = 1 (Chen et al. eq. 4)
+STAGES = "stages"  # run_experiment's folder of the stages' run folders (stages/<model>/metrics.jsonl)
 
 
 def variant(name: str) -> Variant:
@@ -278,10 +280,14 @@ def timed(seconds: dict, name: str, fn):
     return out
 
 
-def fit_stage(model, guide, loss, data, steps: int, settings: dict, seed: int, device):
-    """Adam on ``loss`` for ``steps`` steps of ``settings["batch_size"]`` at ``settings["lr"]``, no output."""
+def fit_stage(model, guide, loss, data, steps: int, settings: dict, seed: int, device, out_dir=None):
+    """Adam on ``loss`` for ``steps`` steps of ``settings["batch_size"]`` at ``settings["lr"]``. With
+    ``out_dir`` (a new folder) the stage is a run folder: its ``metrics.jsonl`` logs the terms at 100
+    steps of the stage (its one checkpoint, at the end, beside them); without it nothing is written.
+    The training is the same either way (logging reads the terms, it draws nothing)."""
     fit(model, guide, loss, data, steps=steps, batch_size=settings["batch_size"], lr=settings["lr"],
-        seed=seed, device=device, progress=False, log_every=max(steps // 10, 1))
+        seed=seed, device=device, progress=False, out_dir=out_dir, checkpoint_every=max(steps, 1),
+        log_every=max(steps // (10 if out_dir is None else 100), 1))
 
 
 def table_md(rows: dict, columns, settings: dict, wall: float) -> str:
@@ -318,8 +324,9 @@ TABLE_COLUMNS = ("params", "train_s", "mig", "fid", "l1", "l2", "M1", "M2", "M3"
 class _Table:
     """The rows of the experiment's table, filled model by model on one :class:`EvalSet`."""
 
-    def __init__(self, settings: dict, seed: int, device):
+    def __init__(self, settings: dict, seed: int, device, stages: Path | None = None):
         self.s, self.seed, self.device = settings, seed, torch.device(device)
+        self.stages = stages  # each fitted stage's run folder (its metrics.jsonl) goes under it
         self.data = TexturedShapes(settings["resolution"])
         self.shape, self.n = self.data.data_shape, len(self.data)
         self.ev = EvalSet(self.data, settings["n_eval"], seed, self.device, settings["n_probe"])
@@ -327,9 +334,13 @@ class _Table:
         self.coarse = [self.data.factor_names.index(k) for k in self.data.coarse_factors]
         self.fine = [k for k in range(len(self.data.factor_names)) if k not in self.coarse]
 
-    def fit(self, name, model, guide, loss, steps):
+    def fit(self, name, model, guide, loss, steps, stage: str | None = None):
+        """Train ``name``'s ``stage`` (default: ``name``), its run folder ``<stages>/<stage>``."""
+        folder = None if self.stages is None else self.stages / (stage or name)
+        if folder is not None and folder.exists():  # a folder of an earlier run of the experiment
+            shutil.rmtree(folder)
         timed(self.seconds, name, lambda: fit_stage(model, guide, loss, self.data, steps, self.s, self.seed,
-                                                    self.device))
+                                                    self.device, out_dir=folder))
         print(f"{name}: {steps} steps, {self.seconds[name]:.0f} s", flush=True)
 
     def family(self, name, latent_dim, **over):
@@ -369,7 +380,7 @@ def _second_stage(t: _Table, name: str, m1, g1):
         return model, guide, second_stage_loss(name, fam_loss), s["steps1"] + s["steps2"]
     if name == "msvae_zc":
         a, b, vae_loss, _ = t.family("vae", Z_DIM, beta=1.0)  # §L.3: Z by a standard VAE first
-        t.fit(name, a, b, vae_loss, s["steps1"])
+        t.fit(name, a, b, vae_loss, s["steps1"], stage="msvae_zc_stage_one")
         fam_loss = t.family(STAGE_ONE, C_DIM)[2]
         model, guide = msvae_pair(a, b, name, C_DIM, t.shape, t.n, s["hidden"], s["blocks"])
         return model, guide, second_stage_loss(name, fam_loss), s["steps2"]
@@ -383,14 +394,16 @@ def run_experiment(settings: dict, out, *, models=EXPERIMENT_MODELS, seed: int =
     """Train and evaluate ``models`` (a subset of :data:`EXPERIMENT_MODELS`) under ``settings``
     (:data:`QUICK`, :data:`PAPER` or your own) and write under ``out``: ``results.json``, ``table.md``,
     ``fid_calibration.md`` (:func:`calibrate_fid`, also in ``results.json``), ``reconstructions.png``,
-    ``traversals.png``, ``z_perturbation.png`` (and two ``.txt`` captions).
+    ``traversals.png``, ``z_perturbation.png`` (and two ``.txt`` captions), and each stage it trains as a
+    run folder ``stages/<stage>`` (its ``metrics.jsonl``: the stage's logged terms against its own step;
+    ``stages/betatc`` is stage one, ``stages/msvae`` MS-VAE's stage two).
 
     Returns the results: ``{"settings", "wall_seconds", "command", "rows": {model: {column: value}},
     "fid_calibration"}``.
     """
     wanted, out, t0 = list(models), Path(out), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    t = _Table(dict(settings), seed, device)
+    t = _Table(dict(settings), seed, device, stages=out / STAGES)
     s = t.s
     torch.manual_seed(seed)
     # Stage one: the β-TCVAE every C-first two-stage variant shares (frozen once stage two starts).
@@ -472,4 +485,4 @@ __all__ = ["VARIANTS", "Variant", "variant", "family_member", "stage_one_member"
            "conditioning_codes", "prior_seconds", "effective_dims", "encode_codes", "EvalSet", "timed",
            "fit_stage", "table_md", "write_results", "run_experiment", "calibrate_fid", "pictures", "QUICK",
            "PAPER",
-           "EXPERIMENT_MODELS", "TABLE_COLUMNS", "C_DIM", "Z_DIM", "STAGE_ONE", "STAGE_ONE_OVERRIDES"]
+           "EXPERIMENT_MODELS", "TABLE_COLUMNS", "C_DIM", "Z_DIM", "STAGE_ONE", "STAGE_ONE_OVERRIDES", "STAGES"]

@@ -203,11 +203,68 @@ def _msvae_settings(budget):
 
 def _run_msvae(row, settings, seed, folder, budget):
     from ..papers import msvae
+    from ..pictures import read_metrics, thin_trajectory
 
-    res = msvae.run_experiment(_msvae_settings(budget), _fresh(folder / "experiment"), models=MSVAE_MODELS,
-                               seed=seed)
-    return {f"{m}/{k}": v for m, r in res["rows"].items() for k, v in r.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = _fresh(folder / "experiment")
+    res = msvae.run_experiment(_msvae_settings(budget), out, models=MSVAE_MODELS, seed=seed)
+    numbers = {f"{m}/{k}": v for m, r in res["rows"].items() for k, v in r.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for m in MSVAE_MODELS:  # each stage's logged terms, thinned: the curves figure's data
+        metrics = out / msvae.STAGES / m / "metrics.jsonl"
+        if metrics.is_file():
+            numbers[f"{m}/trajectory"] = thin_trajectory(read_metrics(metrics), points=MSVAE_TRAJECTORY_POINTS)
+    return numbers
+
+
+#: How many log steps of each stage's logged terms a record keeps at most (every term the stage logs).
+MSVAE_TRAJECTORY_POINTS = 100
+#: The curves figure's runs: stage one, MS-VAE's stage two and the equal-size β-TCVAE, each on its own steps.
+MSVAE_CURVES = {"betatc": "stage one: β-TCVAE (C)", "msvae": "stage two: MS-VAE (Z, stage one frozen)",
+                "big_betatc": "equal-size β-TCVAE (C + Z)"}
+MSVAE_FIGURE = "msvae_curves.png"
+MSVAE_STAGES = ("betatc", "msvae")  # the figure needs stage one's and stage two's trajectories
+
+
+def _msvae_trajectories(results) -> tuple[int | None, dict]:
+    """(seed, {model: trajectory}) of the lowest seed whose record keeps stage one's and stage two's
+    trajectories, or (None, {})."""
+    for seed, numbers in sorted(results.get("experiment", {}).items()):
+        kept = {m: numbers[f"{m}/trajectory"] for m in MSVAE_CURVES
+                if (numbers.get(f"{m}/trajectory") or {}).get("step")}
+        if all(m in kept for m in MSVAE_STAGES):
+            return seed, kept
+    return None, {}
+
+
+def msvae_curves(results, path) -> dict:
+    """Each stage's logged terms against its own step (stage one, stage two and the equal-size β-TCVAE of
+    the lowest seed whose record keeps them), drawn by :func:`inference.pictures.training_curves` from the
+    records alone; its plotted series, or ``{}`` (nothing drawn) when no record keeps them."""
+    from ..pictures import training_curves, trajectory_rows
+
+    seed, kept = _msvae_trajectories(results)
+    if seed is None:
+        return {}
+    return training_curves({MSVAE_CURVES[m]: trajectory_rows(t) for m, t in kept.items()}, path,
+                           title=f"MS-VAE: each stage's training curves against its own step, seed {seed}")
+
+
+def _msvae_figures(results, out, budget, runs=None):
+    return [MSVAE_FIGURE] if msvae_curves(results, out / MSVAE_FIGURE) else []
+
+
+def _msvae_missing_curves(results) -> str:
+    """The page's one sentence on the records that keep no stage trajectories (older records), or nothing."""
+    per_seed = results.get("experiment", {})
+    missing = [s for s, n in per_seed.items() if not all((n.get(f"{m}/trajectory") or {}).get("step")
+                                                          for m in MSVAE_STAGES)]
+    if not missing:
+        return ""
+    if len(missing) == len(per_seed):
+        return (f"\nNone of the {len(per_seed)} records (seeds) keeps its stages' training trajectories (they "
+                "predate them): the training curves figure appears once the experiment is run again.\n")
+    return (f"\n{len(missing)} of the {len(per_seed)} records (seeds) keep no stage trajectories (older records): "
+            "the training curves below are drawn from the lowest seed that keeps them.\n")
 
 
 def _msvae_page(results, budget):
@@ -224,7 +281,8 @@ def _msvae_page(results, budget):
             "big_betatc: the equal-size β-TCVAE (same parameters and 20 latents as App. H asks), built as "
             "stage one's decoder plus MS-VAE's refiner trained end to end, a stronger baseline than a widened "
             "plain network.\n\n"
-            + table(["model", "MIG (C)", "FID (recon)", "L2", "M1", "M2", "M3", "M4"], rows))
+            + table(["model", "MIG (C)", "FID (recon)", "L2", "M1", "M2", "M3", "M4"], rows)
+            + _msvae_missing_curves(results))
 
 
 def _msvae_claims(results, budget):
@@ -260,6 +318,7 @@ def _msvae_claims(results, budget):
 MSVAE_REPRO = Reproduction(
     "msvae", "Claim 4: MS-VAE against an equal-size β-TCVAE, and the conditioning metrics M1–M4",
     rows=lambda budget: {"experiment": {}}, run=_run_msvae, page=_msvae_page, claims=_msvae_claims,
+    figures=_msvae_figures,
     seeds=(0, 1, 2, 3, 4),
     protocol=lambda budget: {"settings": _msvae_settings(budget), "models": MSVAE_MODELS},
     notes={"tiny": "Smoke test only.",

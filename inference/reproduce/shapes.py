@@ -519,6 +519,7 @@ def _run_dip(row, settings, seed, folder, budget):
     """The §3 protocol: the β-VAE metric with the linear SVM and the reconstruction error; beside it
     the metric with disentanglement_lib's logistic regression on the same features."""
     from ..papers.dip import evaluate, reference_beta_vae
+    from ..pictures import read_metrics, thin_trajectory
 
     run_dir = trained(runs_root(folder), budget, settings, seed, dip_base(budget))
     full, sizes = budget == "gpu", SIZES[budget]
@@ -530,7 +531,41 @@ def _run_dip(row, settings, seed, folder, budget):
     def logistic():
         return {"beta_vae_logistic": reference_beta_vae(run_dir, full=full, seed=seed, sizes=sizes)["eval_accuracy"]}
     return {**cached(run_dir, "dip_protocol", compute), **cached(run_dir, "dip_logistic", logistic),
-            "train_s": train_seconds(run_dir)}
+            "train_s": train_seconds(run_dir),
+            "trajectory": thin_trajectory(read_metrics(run_dir), DIP_TRAJECTORY_KEYS, DIP_TRAJECTORY_POINTS)}
+
+
+#: The logged numbers a DIP record keeps of its run's metrics.jsonl (the curves figure's data, so the
+#: page redraws it from a clean clone), and at how many log steps at most; a β-VAE row logs no ``dip``.
+DIP_TRAJECTORY_KEYS, DIP_TRAJECTORY_POINTS = ("dip", "recon", "kl", "kl_weight"), 100
+DIP_CURVES = "dip_curves.png"
+
+
+def _dip_curves(results, budget) -> dict:
+    """{row: (seed, trajectory)}: each row's lowest seed whose record keeps a trajectory."""
+    out = {}
+    for name in dip_rows(budget):
+        seeds = [s for s, n in sorted(results.get(name, {}).items()) if (n.get("trajectory") or {}).get("step")]
+        if seeds:
+            out[name] = (seeds[0], results[name][seeds[0]]["trajectory"])
+    return out
+
+
+def _dip_missing_curves(results, budget) -> str:
+    """The page's one sentence on the records that keep no trajectory (older records), or nothing."""
+    records = {name: per_seed for name, per_seed in results.items() if name in dip_rows(budget)}
+    total = sum(len(per_seed) for per_seed in records.values())
+    missing = sum(not (n.get("trajectory") or {}).get("step")
+                  for per_seed in records.values() for n in per_seed.values())
+    if not missing:
+        return ""
+    if missing == total:
+        return (f"\nNone of the {total} records (row, seed) keeps its training trajectory (they predate it): the "
+                "training curves figure appears once the rows are run again.\n")
+    bare = [name for name in records if name not in _dip_curves(results, budget)]
+    return (f"\n{missing} of the {total} records (row, seed) keep no training trajectory (older records): the "
+            f"training curves below draw each row's lowest seed that keeps one"
+            + (f", and {len(bare)} of the {len(records)} rows have none yet" if bare else "") + ".\n")
 
 
 def _dip_page(results, budget):
@@ -541,7 +576,8 @@ def _dip_page(results, budget):
             "mean squared error per pixel of the decoded posterior mean on held-out images. The claim is "
             "judged on the SVM; the last column scores the same features with disentanglement_lib's "
             "logistic regression.\n\n"
-            + table(["model", "β-VAE metric (SVM)", "recon L2/pixel", "β-VAE metric (logistic)"], rows))
+            + table(["model", "β-VAE metric (SVM)", "recon L2/pixel", "β-VAE metric (logistic)"], rows)
+            + _dip_missing_curves(results, budget))
 
 
 #: The comparators, fixed before any run: DIP-VAE Table 1 sets DIP-VAE against β-VAE at β₁ = 4 and
@@ -607,7 +643,26 @@ def _dip_figures(results, out, budget, runs=None):
     fig.tight_layout()
     fig.savefig(out / "dip_tradeoff.png", dpi=110, metadata={"Software": None})
     plt.close(fig)
-    return ["dip_tradeoff.png"]
+    return ["dip_tradeoff.png"] + ([DIP_CURVES] if dip_curves(results, out / DIP_CURVES, budget) else [])
+
+
+def dip_curves(results, path, budget) -> dict:
+    """The training curves of the DIP study (recon, KL, the DIP penalty, the KL weight against the step),
+    one line per grid point, its lowest seed whose record keeps a trajectory, drawn by
+    :func:`inference.pictures.training_curves` from the records alone; its plotted series, or ``{}``
+    (nothing drawn) when no record keeps one."""
+    from ..pictures import training_curves, trajectory_rows
+
+    curves = _dip_curves(results, budget)
+    if not curves:
+        return {}
+    panels = [("recon: reconstruction term (nats)", ("recon",)), ("kl: KL(q(z|x) ‖ p(z)) (nats)", ("kl",)),
+              ("dip: DIP penalty, λ_od·off-diag + λ_d·diag (eq. 6)", ("dip",)),
+              ("kl_weight: KL weight (warm-up)", ("kl_weight",))]
+    seeds = sorted({seed for seed, _ in curves.values()})
+    return training_curves({name: trajectory_rows(t) for name, (_, t) in curves.items()}, path, panels,
+                           ncols=2, title=f"DIP study: training curves, seed {', '.join(map(str, seeds))} "
+                                          "of each grid point")
 
 
 DIP_REPRO = Reproduction(
