@@ -41,10 +41,8 @@ PACKAGES = ("ppl_data", "ppl_models", "guides", "inference")
 OPTIONAL = ("ray", "yaml", "tensorboard", "tensorboardX", "h5py", "torch.utils.tensorboard")
 STUDY = ROOT / "configs" / "sweeps" / "dip_study_quick.yaml"
 
-#: Run by a child interpreter: hide the optional packages, import every module of the four
-#: packages, train three steps, and check that the sweep asks for its extra. Prints "CORE OK".
-CHECK = textwrap.dedent('''
-    import importlib, importlib.abc, json, pkgutil, sys, tempfile
+#: The child interpreters' first lines: an import hook that makes the optional packages unimportable.
+HIDE = textwrap.dedent('''
     OPTIONAL = {optional!r}
 
     class Hide(importlib.abc.MetaPathFinder):
@@ -54,6 +52,13 @@ CHECK = textwrap.dedent('''
             return None
 
     sys.meta_path.insert(0, Hide())
+''')
+
+#: Run by a child interpreter: hide the optional packages, import every module of the four
+#: packages, train three steps, and check that the sweep asks for its extra. Prints "CORE OK".
+CHECK = textwrap.dedent('''
+    import importlib, importlib.abc, json, pkgutil, sys, tempfile
+    {hide}
     failed = []
     for pkg in {packages!r}:
         root = importlib.import_module(pkg)
@@ -88,15 +93,7 @@ CHECK = textwrap.dedent('''
 #: Run by a child interpreter: the same hook, then scripts/sweep.py as ``__main__``.
 SWEEP_SCRIPT = textwrap.dedent('''
     import importlib.abc, runpy, sys
-    OPTIONAL = {optional!r}
-
-    class Hide(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if any(name == o or name.startswith(o + ".") for o in OPTIONAL):
-                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-            return None
-
-    sys.meta_path.insert(0, Hide())
+    {hide}
     sys.argv = ["sweep.py", {study!r}, "--dry-run"]
     runpy.run_path({script!r}, run_name="__main__")
 ''')
@@ -207,12 +204,13 @@ def test_sweep_without_its_extra_is_one_line_naming_it(tmp_path, monkeypatch, ca
 
 # -- slow: a child interpreter without the extras -----------------------------------------------------
 def _check_in(python, cwd, env=None):
-    code = CHECK.format(optional=OPTIONAL, packages=PACKAGES, study=str(STUDY))
+    code = CHECK.format(hide=HIDE.format(optional=OPTIONAL), packages=PACKAGES, study=str(STUDY))
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run([str(python), "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0 and "CORE OK" in proc.stdout, proc.stdout + proc.stderr[-4000:]
-    script = SWEEP_SCRIPT.format(optional=OPTIONAL, study=str(STUDY), script=str(cwd / "scripts" / "sweep.py"))
+    script = SWEEP_SCRIPT.format(hide=HIDE.format(optional=OPTIONAL), study=str(STUDY),
+                                 script=str(cwd / "scripts" / "sweep.py"))
     proc = subprocess.run([str(python), "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
     lines = proc.stderr.strip().splitlines()

@@ -193,18 +193,27 @@ def _decide(code: int, effect: float, se: float, df: float, n: tuple, need: int 
                    else f"; the observed {effect:.2g} would need more than {MAX_N} seeds per arm")
 
 
-def two_arm(a, b, higher: bool = True, digits: int = 2) -> Verdict:
-    """"A is better than B": higher (``higher=True``) or lower values are better. One-sided Welch
-    t-test at α = 0.05; the estimate is mean(A) − mean(B) with its 90% Welch interval."""
-    a, na_note = _clean(a, "A")
-    b, nb_note = _clean(b, "B")
+def _welch_arms(a, b, names):
+    """The two arms cleaned, with Welch's (difference, standard error, df); or the inconclusive
+    Verdict when an arm has fewer than two values or neither has any spread."""
+    a, na_note = _clean(a, names[0])
+    b, nb_note = _clean(b, names[1])
     n, note = (a.size, b.size), _notes(na_note, nb_note)
-    estimate = float(a.mean() - b.mean()) if a.size and b.size else math.nan
     if min(n) < 2:
-        return _too_few(n, estimate, note)
+        return _too_few(n, float(a.mean() - b.mean()) if a.size and b.size else math.nan, note)
     diff, se, df = (float(x) for x in welch(a, b))
     if _flat(se, a, b):
         return _no_spread(n, diff, note)
+    return a, b, n, note, diff, se, df
+
+
+def two_arm(a, b, higher: bool = True, digits: int = 2) -> Verdict:
+    """"A is better than B": higher (``higher=True``) or lower values are better. One-sided Welch
+    t-test at α = 0.05; the estimate is mean(A) − mean(B) with its 90% Welch interval."""
+    arms = _welch_arms(a, b, ("A", "B"))
+    if isinstance(arms, Verdict):
+        return arms
+    a, b, n, note, diff, se, df = arms
     sign = 1 if higher else -1
     code, p, lo, hi = (x.item() for x in rule(diff, se, df, sign=sign))
     need = n_needed(sign * diff, a.var(ddof=1), b.var(ddof=1)) if code == 0 else None
@@ -215,15 +224,10 @@ def two_arm(a, b, higher: bool = True, digits: int = 2) -> Verdict:
 def non_inferior(new, old, margin: float, digits: int = 2) -> Verdict:
     """"New keeps old's level within ``margin``" (higher is better): the 90% Welch interval of
     (new − old) against −margin. holds: its lower bound > −margin; does not hold: its upper bound < −margin."""
-    a, na_note = _clean(new, "new")
-    b, nb_note = _clean(old, "old")
-    n, note = (a.size, b.size), _notes(na_note, nb_note)
-    estimate = float(a.mean() - b.mean()) if a.size and b.size else math.nan
-    if min(n) < 2:
-        return _too_few(n, estimate, note)
-    diff, se, df = (float(x) for x in welch(a, b))
-    if _flat(se, a, b):
-        return _no_spread(n, diff, note)
+    arms = _welch_arms(new, old, ("new", "old"))
+    if isinstance(arms, Verdict):
+        return arms
+    a, b, n, note, diff, se, df = arms
     code, p, lo, hi = (x.item() for x in rule(diff, se, df, null=-margin, sign=1))
     if code == -1 and hi >= -margin:  # the interval touches −margin: not wholly beyond it
         code = 0
