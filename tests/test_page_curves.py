@@ -178,3 +178,21 @@ def test_an_msvae_stage_logs_its_terms_at_a_hundred_steps_in_its_folder(tmp_path
     rows = read_metrics(tmp_path / "stage")
     assert [r["step"] for r in rows] == list(range(1, 101)) and all(math.isfinite(r["loss"]) for r in rows)
     assert all(torch.equal(a, b) for a, b in zip(*trained))
+
+
+def test_dip_claims_never_compare_records_scored_two_ways():
+    from inference.reproduce.shapes import _dip_claims, _dip_protocol_note
+
+    def rec(metric, recon, balanced):
+        return {"beta_vae": metric, "recon_l2": recon} | ({"beta_vae_balanced": True, "beta_vae_floor": 0.2,
+                                                             "beta_vae_converged": True} if balanced else {})
+    old = {"DIP-VAE-I λ_od=1": {0: rec(0.9, 0.001, False), 1: rec(0.95, 0.0011, False)},
+           "β-VAE β=4": {0: rec(0.1, 0.01, False), 1: rec(0.12, 0.011, False)},
+           "β-VAE β=60": {0: rec(0.1, 0.02, False), 1: rec(0.11, 0.021, False)}}
+    assert "n = 2 vs 2" in _dip_claims(old, "cpu")[0].ours
+    assert "6 of the 6 records" in _dip_protocol_note(old, "cpu")
+    mixed = {k: v | {2: rec(0.5, 0.002, True), 3: rec(0.55, 0.0021, True), 4: rec(0.52, 0.0022, True)}
+             for k, v in old.items()}
+    claim = _dip_claims(mixed, "cpu")[0]
+    assert "n = 3 vs 3" in claim.ours  # only the balanced records
+    assert "6 of the 15 records" in _dip_protocol_note(mixed, "cpu")

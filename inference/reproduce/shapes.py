@@ -518,7 +518,7 @@ def dip_rows(budget: str) -> dict:
 def _run_dip(row, settings, seed, folder, budget):
     """The §3 protocol: the β-VAE metric with the linear SVM and the reconstruction error; beside it
     the metric with disentanglement_lib's logistic regression on the same features."""
-    from ..papers.dip import evaluate, reference_beta_vae
+    from ..papers.dip import FLOOR_KEY, evaluate, reference_beta_vae
     from ..pictures import read_metrics, thin_trajectory
 
     run_dir = trained(runs_root(folder), budget, settings, seed, dip_base(budget))
@@ -526,11 +526,16 @@ def _run_dip(row, settings, seed, folder, budget):
 
     def compute():
         m = evaluate(run_dir, full=full, seed=seed, sizes=sizes)["metrics"]
-        return {"beta_vae": m["beta_vae"]["eval_accuracy"], "recon_l2": m["reconstruction"]["l2"]}
+        svm, floor = m["beta_vae"], m[FLOOR_KEY]
+        # DIP §3/§4 and Higgins et al.: balanced points; the classifier's training accuracy and whether it
+        # converged; an untrained encoder's score (the floor) beside the model's
+        return {"beta_vae": svm["eval_accuracy"], "recon_l2": m["reconstruction"]["l2"],
+                "beta_vae_balanced": bool(svm.get("balanced")), "beta_vae_train": svm.get("train_accuracy"),
+                "beta_vae_converged": bool(svm.get("converged")), "beta_vae_floor": floor["eval_accuracy"]}
 
     def logistic():
         return {"beta_vae_logistic": reference_beta_vae(run_dir, full=full, seed=seed, sizes=sizes)["eval_accuracy"]}
-    return {**cached(run_dir, "dip_protocol", compute), **cached(run_dir, "dip_logistic", logistic),
+    return {**cached(run_dir, "dip_protocol_balanced", compute), **cached(run_dir, "dip_logistic_balanced", logistic),
             "train_s": train_seconds(run_dir),
             "trajectory": thin_trajectory(read_metrics(run_dir), DIP_TRAJECTORY_KEYS, DIP_TRAJECTORY_POINTS)}
 
@@ -568,16 +573,34 @@ def _dip_missing_curves(results, budget) -> str:
             + (f", and {len(bare)} of the {len(records)} rows have none yet" if bare else "") + ".\n")
 
 
+def _dip_protocol_note(results, budget) -> str:
+    """How many records were scored with the balanced protocol and its floor (newer records say so;
+    older ones drew the fixed factor uniformly and scored no untrained encoder)."""
+    records = [n for name, per_seed in results.items() if name in dip_rows(budget) for n in per_seed.values()]
+    balanced = [n for n in records if n.get("beta_vae_balanced")]
+    if not records or len(balanced) == len(records):
+        return ""
+    unconverged = sum(not n.get("beta_vae_converged", True) for n in balanced)
+    return (f"\n{len(records) - len(balanced)} of the {len(records)} records (row, seed) predate the balanced "
+            "protocol: their fixed factor was drawn uniformly, not equally often, and no untrained encoder was "
+            "scored beside them (floor and training accuracy '–'). A re-run scores every row the same way"
+            + (f"; {unconverged} balanced records' classifier did not converge" if unconverged else "") + ".\n")
+
+
 def _dip_page(results, budget):
-    rows = [[name, fmt(column(results, name, "beta_vae")), fmt(column(results, name, "recon_l2"), 4),
+    rows = [[name, fmt(column(results, name, "beta_vae")), fmt(column(results, name, "beta_vae_train")),
+             fmt(column(results, name, "beta_vae_floor")), fmt(column(results, name, "recon_l2"), 4),
              fmt(column(results, name, "beta_vae_logistic"))]
             for name in dip_rows(budget) if name in results]
-    return ("β-VAE metric with the paper's one-vs-rest linear SVM, C = 0.01 (§3); reconstruction: "
-            "mean squared error per pixel of the decoded posterior mean on held-out images. The claim is "
-            "judged on the SVM; the last column scores the same features with disentanglement_lib's "
+    return ("β-VAE metric with the paper's one-vs-rest linear SVM, C = 0.01 (§3), on points balanced over the "
+            "factors (each factor fixed equally often, DIP §4 and Higgins et al.); its training accuracy beside "
+            "it, and the same metric of an untrained encoder of the same architecture (the floor); "
+            "reconstruction: mean squared error per pixel of the decoded posterior mean on held-out images. The "
+            "claim is judged on the SVM; the last column scores the same features with disentanglement_lib's "
             "logistic regression.\n\n"
-            + table(["model", "β-VAE metric (SVM)", "recon L2/pixel", "β-VAE metric (logistic)"], rows)
-            + _dip_missing_curves(results, budget))
+            + table(["model", "β-VAE metric (SVM)", "SVM train accuracy", "untrained encoder (floor)",
+                     "recon L2/pixel", "β-VAE metric (logistic)"], rows)
+            + _dip_protocol_note(results, budget) + _dip_missing_curves(results, budget))
 
 
 #: The comparators, fixed before any run: DIP-VAE Table 1 sets DIP-VAE against β-VAE at β₁ = 4 and
@@ -592,7 +615,17 @@ def _best_dip(results):
     return max(names, key=lambda n: stats(column(results, n, "beta_vae"))[0]) if names else None
 
 
+def _one_protocol(results):
+    """The records the DIP claims compare: the balanced protocol's once any record has it, else the
+    older ones (a claim never compares records scored two ways)."""
+    if not any(n.get("beta_vae_balanced") for per_seed in results.values() for n in per_seed.values()):
+        return results
+    kept = {name: {s: n for s, n in per_seed.items() if n.get("beta_vae_balanced")} for name, per_seed in results.items()}
+    return {name: per_seed for name, per_seed in kept.items() if per_seed}
+
+
 def _dip_claims(results, budget):
+    results = _one_protocol(results)
     dip = _best_dip(results)
     claims = []
     for beta, paper_beta in DIP_COMPARATORS.items():
