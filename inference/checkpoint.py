@@ -23,6 +23,15 @@ FORMAT = "pyro-disentangle/1"
 REQUIRED_KEYS = ("format", "step", "params", "optimizer", "rng")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import (single-threaded), and put back
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | Path, write, *, create_folder: bool = True) -> None:
     """Call ``write(fileobj)`` on an in-memory buffer, then write it to a temporary file next to
     ``path``, flush it to disk and move it into place.
@@ -42,6 +51,7 @@ def atomic_write_bytes(path: str | Path, write, *, create_folder: bool = True) -
         if create_folder:
             path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600: a shared cluster's readers need the umask's mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(buffer.getbuffer())
             fh.flush()

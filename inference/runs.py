@@ -118,7 +118,7 @@ def _given(settings: dict, name: str):
 
 def load_data(name: str, root: str | None, resolution: int | None = None):
     kwargs = {"root": root} if root is not None else {}
-    rooted = ("mnist", "image_folder", *ppl_data.FILE_DATASETS)
+    rooted = ("mnist", "image_folder", "smallnorb", "cars3d", *ppl_data.FILE_DATASETS)
     if root is not None and name not in rooted:
         raise ConfigError(f"--data-root is only for {', '.join(rooted)}, not {name!r}")
     if resolution is not None:

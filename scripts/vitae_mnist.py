@@ -4,9 +4,8 @@
     python scripts/vitae_mnist.py --data-root DIR [--device cuda]           # MNIST, paper settings
 
 Without ``--data-root`` the data are procedural dSprites, whose pose factors (pos_x, pos_y, scale,
-orientation) are perspective and whose shape is appearance; VITAE then gets ``SHAPES_VITAE``
-(z_persp of 6, a canonical appearance window of 0.4 of the frame), MNIST the paper's
-``MNIST_VITAE``. Writes ``results.json`` (with the per-dimension MI matrix), ``table.md``,
+orientation) are perspective and whose shape is appearance; VITAE then gets ``SHAPES_VITAE``,
+the paper's own ``MNIST_VITAE`` (2 + 2 latents, the full frame as canonical image), as MNIST does. Writes ``results.json`` (with the per-dimension MI matrix), ``table.md``,
 ``swap_*.png`` and each model's reconstructions under ``--out``: see
 ``inference.papers.vitae.run_vitae_experiment``, which does the work.
 

@@ -128,6 +128,9 @@ CASES = [
     ("train", [*S, *O, "--data", "mnist", "--data-root", "{nosuch}"], "{nosuch}"),
     ("train", [*S, *O, "--data", "mnist", "--data-root", "{file}"], "{file}"),
     ("train", [*S, *O, "--data", "image_folder", "--data-root", "{empty}"], "{empty}"),
+    # SmallNORB and Cars3D read the folder --data-root names (they were refused the flag itself)
+    ("train", [*S, *O, "--data", "smallnorb", "--data-root", "{nosuch}"], "SmallNORB folder not found: {nosuch}"),
+    ("train", [*S, *O, "--data", "cars3d", "--data-root", "{nosuch}"], "Cars3D folder not found: {nosuch}"),
     ("train", [*S, *O, "--data", "digits", "--beta", "abc"], "'abc'"),
     ("train", [*S, *O, "--data", "digits", "--beta", "nan"], "nan"),
     ("train", [*S, *O, "--data", "digits", "--beta", "inf"], "inf"),

@@ -194,3 +194,15 @@ def test_a_real_small_file_system(tmp_path, case, message, code):
     assert (keep / "after.pt").read_bytes() == (keep / "step2.pt").read_bytes()
     assert load_checkpoint(keep / "after.pt")["step"] == 2
     assert not [n for n in (keep / "listing").read_text().split() if n.endswith(".tmp")]
+
+
+def test_an_atomic_write_has_the_mode_of_an_ordinary_file(tmp_path):
+    # mkstemp creates 0600; a run on a shared cluster must be readable as any file the user writes is
+    import os
+    import stat
+
+    from inference.checkpoint import atomic_write_text
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert stat.S_IMODE(os.stat(tmp_path / "atomic.txt").st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
