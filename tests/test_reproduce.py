@@ -358,11 +358,14 @@ def test_results_index_is_generated_from_the_pages_records(tmp_path):
         "paper": "toy", "budget": "cpu", "seeds": [0, 1], "wall_s": 7200.0, "claims": [],
         "records": {"a": {"0": {}, "1": {}}, "b": {"0": {}}}}))
     (results / "old.json").write_text(json.dumps({"paper": "old", "budget": "cpu", "seeds": [0], "wall_s": 0.0,
-                                                  "claims": []}))
+                                                  "claims": [{"claim": "A > B", "paper": "p", "ours": "o",
+                                                              "verdict": "holds", "why": "rule of thumb"}]}))
     (results / "pilot.json").write_text(json.dumps({"records": {}}))  # no page: skipped
     text = write_index(results).read_text()
     assert "hand-typed" not in text and "2 rows, 1–2 seeds per row (3 records)" in text
     assert "| [old](results/old.md) | `cpu` | 0 | no per-seed records" in text and "2.00" in text
+    # a page without records keeps no verdict: no stated test could be run on it
+    assert "| A > B | p | o | **inconclusive** | not judged by a stated test" in text and "said 'holds'" in text
 
 
 #: Pages whose JSON has no per-seed records: they cannot be rewritten without running again.

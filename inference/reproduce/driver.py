@@ -368,6 +368,11 @@ def write_index(results: Path) -> Path:
         header.append([link, f"`{page.get('budget', '?')}`", ", ".join(map(str, page.get("seeds", []))) or "–", n,
                        f"{page.get('wall_s', 0.0) / 3600:.2f}"])
         for c in page["claims"]:
+            if records is None:  # no stated test can be run without per-seed records: no verdict stands
+                rows.append([link, c["claim"], c["paper"], c["ours"], "**inconclusive**",
+                             f"not judged by a stated test: the page has no per-seed records (its earlier "
+                             f"seed-spread rule said '{c['verdict']}'); run it again to judge it"])
+                continue
             rows.append([link, c["claim"], c["paper"], c["ours"], f"**{c['verdict']}**", c["why"]])
     text = ["# Results", "",
             "Each paper's claims, reproduced by `python scripts/reproduce.py PAPER` on the procedural data "
