@@ -475,7 +475,7 @@ def _baselines_figures(results, out, budget, runs=None):
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="I(z_j; v_k) / H(v_k)")
     fig.suptitle(f"Latent × factor mutual information, normalised by the factor's entropy ({budget})", fontsize=9)
     name = f"baselines_mi_{budget}.png"
-    fig.savefig(out / name, dpi=110, metadata={"Software": None})
+    fig.savefig(out / name, dpi=110, metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
     return [name]
 
