@@ -83,6 +83,43 @@ def atomic_write_text(path: str | Path, text: str, *, create_folder: bool = True
     atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")), create_folder=create_folder)
 
 
+def atomic_save_figure(fig, path: str | Path, **savefig_kwargs) -> Path:
+    """``fig.savefig(path, **savefig_kwargs)`` through :func:`atomic_write_bytes`: a failed write
+    leaves the picture ``path`` held before. The format is the suffix's (``.png``, ``.pdf``, ...)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or None
+    atomic_write_bytes(path, lambda fh: fig.savefig(fh, format=fmt, **savefig_kwargs))
+    return path
+
+
+def atomic_write_file(path: str | Path, write_to) -> Path:
+    """For writers that need a file name rather than a file object (netCDF through HDF5):
+    ``write_to(temporary_name)`` in ``path``'s folder, then flush it to disk and move it into place,
+    with the same guarantees as :func:`atomic_write_bytes`."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp")
+        os.close(fd)
+        os.unlink(tmp)  # the writer makes the file itself (some refuse to open an existing one)
+        write_to(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise WriteError(path, err) from None
+        raise
+    return path
+
+
 def save_checkpoint(path: str | Path, state: dict, *, create_folder: bool = True) -> None:
     """Atomically save ``state`` (which must be ``weights_only``-loadable) to ``path``."""
     state = {"format": FORMAT, **state}

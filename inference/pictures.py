@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import atomic_save_figure, atomic_write_bytes
+
 
 def save_grid(images: torch.Tensor, path, nrow: int = 8, pad_value: float = 0.5) -> Path:
     """Save ``(N, C, H, W)`` images in [0, 1] as one PNG grid; vectors are not images and are refused."""
@@ -17,7 +19,9 @@ def save_grid(images: torch.Tensor, path, nrow: int = 8, pad_value: float = 0.5)
     if images.ndim != 4:
         raise ValueError(f"expected images shaped (N, C, H, W), got {tuple(images.shape)}")
     path = Path(path)
-    save_image(images.detach().float().clamp(0, 1).cpu(), path, nrow=nrow, pad_value=pad_value)
+    grid = images.detach().float().clamp(0, 1).cpu()
+    atomic_write_bytes(path, lambda fh: save_image(grid, fh, format=path.suffix.lstrip(".") or "png",
+                                                   nrow=nrow, pad_value=pad_value))
     return path
 
 
@@ -92,7 +96,7 @@ def mi_heatmap(mi, path, factor_names=(), title: str = "mutual information (nats
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -207,7 +211,7 @@ def training_curves(runs, path, panels=None, *, hlines=None, title: str | None =
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(Path(path), dpi=dpi)
+    atomic_save_figure(fig, Path(path), dpi=dpi)
     plt.close(fig)
     return data
 

@@ -25,7 +25,7 @@ import torch
 
 from . import metrics as M
 from . import runlock
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_file, atomic_write_text
 from .errors import ConfigError
 from .fid import fid_kid
 from .likelihood import log_likelihood
@@ -228,7 +228,7 @@ class Evaluation:
         s = self.sizes
         idata = to_inferencedata(self.model, self.guide, self.test, num_draws=s["posterior_draws"],
                                  num_obs=s["posterior_obs"], seed=self.seed, device=self.device)
-        idata.to_netcdf(str(self.dir / "posterior.nc"))
+        atomic_write_file(self.dir / "posterior.nc", lambda tmp: idata.to_netcdf(tmp))
         self.report["files"].append("posterior.nc")
 
     def training(self):

@@ -23,7 +23,7 @@ import ppl_data
 
 from . import runlock
 from .catalog import MODELS, build, resolve_config
-from .checkpoint import load_checkpoint
+from .checkpoint import atomic_write_bytes, load_checkpoint
 from .cli import (check_batch_size, check_output_dir, default_device, finite_float, non_negative_int,
                   positive_float, positive_int, random_seed, torch_device)
 from .errors import CheckpointError, ConfigError
@@ -324,7 +324,7 @@ def sample_run(run_dir, *, lp_gen: bool = False, num: int = 64, fraction: float 
         save_grid(images, path, nrow=8)
     else:
         path = path.with_suffix(".pt")
-        torch.save(images, path)
+        atomic_write_bytes(path, lambda fh: torch.save(images, fh))
     return {"path": path, "mean_log_q": float(log_q.mean()), **out}
 
 

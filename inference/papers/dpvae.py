@@ -36,6 +36,7 @@ from ppl_models.priors import make_prior
 from ppl_models.vae import VAEModel
 
 from .. import metrics as M
+from ..checkpoint import atomic_save_figure, atomic_write_text
 from ..cli import check_output_dir
 from ..elbo import TermsELBO
 from ..errors import ConfigError
@@ -116,7 +117,7 @@ def draw_two_moons(results: dict, data, path: Path) -> None:
             ax.set_title(f"{name}: {title}\n({100 * on:.0f}% within {ON_MANIFOLD} of data)", fontsize=9)
             ax.set_xlim(0, 1), ax.set_ylim(0, 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -158,8 +159,8 @@ def run_two_moons(out, *, quick: bool = False, steps=None, seed: int = 0, obs_sc
     note = (f"\nSettings: {settings}, seed {seed}, Gaussian likelihood std {obs_scale}. "
             f"'on data' = share of decoded samples within {ON_MANIFOLD} of a training point; "
             "LP-Gen = the 5% of 5,000 prior draws with the lowest aggregate-posterior density.\n")
-    (out / "results.md").write_text("\n".join(lines) + "\n" + note)
-    (out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n" + note)
+    atomic_write_text(out / "results.json", json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     print("\n".join(lines) + note)
     return rows
 
@@ -266,9 +267,9 @@ def run_dpvae_comparison(out, *, quick: bool = False, models=COMPARE_MODELS, ste
                    **score(model.cpu(), guide.cpu(), data, test, s, seed, run_dir)}
             rows.append(row)
             out.mkdir(parents=True, exist_ok=True)
-            results_path.write_text(json.dumps({"settings": s, "seed": seed, "rows": rows}, indent=2))
+            atomic_write_text(results_path, json.dumps({"settings": s, "seed": seed, "rows": rows}, indent=2))
             print(json.dumps(row))
     text = comparison_table(rows, models, s, seed)
-    (out / "compare.md").write_text(text)
+    atomic_write_text(out / "compare.md", text)
     print(text)
     return rows

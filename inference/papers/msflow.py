@@ -22,7 +22,7 @@ import torch
 from ppl_data import digits, mnist
 from ppl_models.msflow import COMPONENTS, ConditionalCouplingFlow, GaussianMixture, MSFlowModel
 
-from ..checkpoint import atomic_write_text
+from ..checkpoint import atomic_save_figure, atomic_write_text
 from ..pictures import save_grid
 from ..posterior import encode_batched
 
@@ -152,7 +152,7 @@ def pictures(model: MSFlowModel, mixture: GaussianMixture, x_test, side: int, cu
     ax.set_ylabel("validation log p(x | y) (nats, floored at −200)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=120)
+    atomic_save_figure(fig, out / "curves.png", dpi=120)
     plt.close(fig)
 
 

@@ -22,7 +22,7 @@ from guides.pendulum import PendulumGuide
 from ppl_data.pendulum import PendulumPairs, simulate
 from ppl_models.pendulum import PendulumModel, unpack
 
-from ..checkpoint import atomic_write_text
+from ..checkpoint import atomic_save_figure, atomic_write_text
 from ..elbo import TermsELBO
 from .msvae import fit_stage, timed
 
@@ -71,7 +71,7 @@ def pictures(model, guide, data, zc, params, out: Path) -> None:
     ax.set_xlabel("mass M (never seen)")
     ax.set_ylabel("posterior mean of z")
     fig.tight_layout()
-    fig.savefig(out / "z_vs_mass.png", dpi=120)
+    atomic_save_figure(fig, out / "z_vs_mass.png", dpi=120)
     plt.close(fig)
 
     dev = model.raw_theta_scale.device
@@ -105,7 +105,7 @@ def pictures(model, guide, data, zc, params, out: Path) -> None:
     for ax in axes[-1]:
         ax.set_xlabel("time step")
     fig.tight_layout()
-    fig.savefig(out / "traversals.png", dpi=100)
+    atomic_save_figure(fig, out / "traversals.png", dpi=100)
     plt.close(fig)
 
 

@@ -42,6 +42,7 @@ from ppl_data import SpritePairs, Sprites
 from ppl_models.nets import Conv32Decoder, MLPDecoder, make_decoder, mlp, net_kind
 from ppl_models.robust import PoseAppearanceModel
 
+from ..checkpoint import atomic_save_figure, atomic_write_text
 from ..cli import check_batch_size, check_output_dir
 from ..elbo import TermsELBO
 from ..errors import ConfigError
@@ -480,7 +481,7 @@ def box_plot(results, path, epsilon):
     ax.set_ylabel("transfer MSE per triplet")
     ax.set_title(f"Transfer error on held-out triplets (ε = {epsilon})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -555,8 +556,8 @@ def run_robust_ablation(out, *, quick: bool = False, variants=ORDER, triplets: i
     md = table(results, s["epsilon"]) + (
         f"\nbaseline, x̃2 = x3 (copy the pose image): transfer MSE median {q[1]:.4f} "
         f"[{q[0]:.4f}, {q[2]:.4f}]\n")
-    (out / "results.md").write_text(f"settings: {json.dumps(s)}, triplets {triplets}\n\n" + md)
-    (out / "results.json").write_text(json.dumps(
+    atomic_write_text(out / "results.md", f"settings: {json.dumps(s)}, triplets {triplets}\n\n" + md)
+    atomic_write_text(out / "results.json", json.dumps(
         {v: {k: x for k, x in r.items() if k != "errors"} for v, r in results.items()}, indent=2) + "\n")
     trajectories({v: out / v for v in results}, out / "trajectories.png", s["epsilon"])
     box_plot({**results, "copy_pose": {"errors": baseline}}, out / "transfer_box.png", s["epsilon"])

@@ -45,6 +45,7 @@ from torch.nn import functional as F
 
 import ppl_data
 
+from ..checkpoint import atomic_save_figure, atomic_write_text
 from ..catalog import build, resolve_config
 from ..cli import check_batch_size, check_output_dir, default_device
 from ..elbo import TermsELBO
@@ -376,9 +377,9 @@ def run_vitae_experiment(out, *, quick: bool = False, data_root=None, steps=None
         save_grid(torch.cat([x, model.decode(z)]), out / f"recon_{name}.png", nrow=8)
         results["models"][name] = r
         print(f"{name}: {json.dumps({k: v for k, v in r.items() if not isinstance(v, dict)})}", flush=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     table = render_table(results["models"], test_data)
-    (out / "table.md").write_text(table)
+    atomic_write_text(out / "table.md", table)
     print(table)
     return results
 
@@ -554,10 +555,10 @@ def run_stability_study(out, *, quick: bool = False, data_root=None, steps=None,
             print(f"{name} ({persp_init} start) lr={lr:g}: "
                   f"{ {k: v for k, v in row.items() if k != 'trajectory'} }", flush=True)
         mark_trained(results[name])
-    (out / "results.json").write_text(json.dumps({"settings": {**s, **options}, "results": results},
+    atomic_write_text(out / "results.json", json.dumps({"settings": {**s, **options}, "results": results},
                                                  indent=2) + "\n")
     table = stability_table(results, lrs)
-    (out / "table.md").write_text(table)
+    atomic_write_text(out / "table.md", table)
     plot_stability(results, out / "stability.png")
     print(table)
     return results
@@ -592,5 +593,5 @@ def plot_stability(results: dict, path: Path) -> None:
     ax.set_title("C-VITAE: ELBO vs learning rate (missing = did not train)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save_figure(fig, path, dpi=120)
     plt.close(fig)

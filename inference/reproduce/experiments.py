@@ -15,7 +15,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from ..checkpoint import atomic_write_text
+from ..checkpoint import atomic_save_figure, atomic_write_text
 from .driver import Claim, Reproduction, column, fmt, per_seed, row_dir, stats, table
 from .stats import all_of, order, paired, sign_test, threshold, two_arm
 

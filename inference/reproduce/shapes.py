@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import atomic_write_text
+from ..checkpoint import atomic_save_figure, atomic_write_text
 from ..report import evaluate_run
 from ..runs import load_data, load_run, train_run
 from ..svi import CHECKPOINT, CONFIG as RUN_CONFIG, METRICS as RUN_METRICS, SUMMARY
@@ -475,7 +475,7 @@ def _baselines_figures(results, out, budget, runs=None):
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="I(z_j; v_k) / H(v_k)")
     fig.suptitle(f"Latent × factor mutual information, normalised by the factor's entropy ({budget})", fontsize=9)
     name = f"baselines_mi_{budget}.png"
-    fig.savefig(out / name, dpi=110, metadata={"Software": None}, bbox_inches="tight")
+    atomic_save_figure(fig, out / name, dpi=110, metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
     return [name]
 
@@ -674,7 +674,7 @@ def _dip_figures(results, out, budget, runs=None):
         ax.legend(fontsize=8)
     fig.suptitle("DIP-VAE Fig. 1: metric against reconstruction (mean ± std over seeds)")
     fig.tight_layout()
-    fig.savefig(out / "dip_tradeoff.png", dpi=110, metadata={"Software": None})
+    atomic_save_figure(fig, out / "dip_tradeoff.png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return ["dip_tradeoff.png"] + ([DIP_CURVES] if dip_curves(results, out / DIP_CURVES, budget) else [])
 

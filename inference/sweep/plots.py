@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import atomic_save_figure
 from .study import _fmt
 from .tables import metric_columns
 
@@ -97,6 +98,6 @@ def plot(study, rows, path: Path) -> bool:
         ax.legend(fontsize=7)
     fig.suptitle(study.name, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
     return True

@@ -4,9 +4,9 @@ setting (``aggregate``), written as ``sweep.csv``, ``sweep.md`` and ``sweep_summ
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -121,12 +121,12 @@ def write_tables(study, rows, out: Path, skipped: int = 0, seconds: float = 0.0)
     flag_cols = list(dict.fromkeys(k for t in study.trials for k in t.flags))
     cols = ["name"] + flag_cols + ["status"] + metrics + list(TIMES) + ["node", "attempts", "error"]
     lines = []
-    with open(out / "sweep.csv.tmp", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: r.get(c, "") if r.get(c) is not None else "" for c in cols})
-    os.replace(out / "sweep.csv.tmp", out / "sweep.csv")
+    table = io.StringIO(newline="")
+    w = csv.DictWriter(table, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") if r.get(c) is not None else "" for c in cols})
+    atomic_write_text(out / "sweep.csv", table.getvalue())
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     shown = [k for k in (study.trials[0].varied if study.trials else ())]
     lines += [f"# Sweep `{study.name}`", "",
@@ -159,9 +159,7 @@ def write_tables(study, rows, out: Path, skipped: int = 0, seconds: float = 0.0)
     if plot(study, rows, out / "sweep.png"):
         lines += ["", "![metric vs hyperparameter](sweep.png)"]
     atomic_write_text(out / "sweep.md", "\n".join(lines) + "\n")
-    with open(out / "sweep_summary.json.tmp", "w") as fh:
-        json.dump({"counts": counts, "evaluate": study.evaluate, "aggregate": agg}, fh, indent=2,
-                  default=str)
-    os.replace(out / "sweep_summary.json.tmp", out / "sweep_summary.json")
+    atomic_write_text(out / "sweep_summary.json", json.dumps(
+        {"counts": counts, "evaluate": study.evaluate, "aggregate": agg}, indent=2, default=str))
 
 
