@@ -196,3 +196,25 @@ def test_dip_claims_never_compare_records_scored_two_ways():
     claim = _dip_claims(mixed, "cpu")[0]
     assert "n = 3 vs 3" in claim.ours  # only the balanced records
     assert "6 of the 15 records" in _dip_protocol_note(mixed, "cpu")
+
+
+# -- robust -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 299, 300, 301, 600, 900, 1200])
+def test_the_robust_record_keeps_at_most_300_points_of_its_state(tmp_path, n):
+    """The robust trajectories figure's record (I_T, I_T′, γ, λ): at most TRAJECTORY_POINTS rows, the
+    first and the last step among them (the old stride kept 301 at n = 900), rows without the state
+    (an ELBO-only log line) left out."""
+    from inference.reproduce import experiments
+
+    keys = experiments.TRAJECTORY_KEYS
+    rows = write_metrics(tmp_path / "metrics.jsonl", n, keys=("loss",) + keys)
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write('\n{"step": 0, "loss": 1.0}\n')  # no state: not a point of the figure
+    t = experiments.trajectory(tmp_path / "metrics.jsonl")
+    assert list(t) == ["step", *keys]
+    assert len(t["step"]) == min(n, len(t["step"])) <= experiments.TRAJECTORY_POINTS == 300
+    assert (t["step"][0], t["step"][-1]) == (rows[0]["step"], rows[-1]["step"])
+    by_step = {r["step"]: r for r in rows}
+    assert all(t[k][i] == by_step[s][k] for i, s in enumerate(t["step"]) for k in keys)
+    assert experiments.trajectory(tmp_path / "absent.jsonl") == {k: [] for k in ("step", *keys)}

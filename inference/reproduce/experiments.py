@@ -66,19 +66,14 @@ TRAJECTORY_KEYS, TRAJECTORY_POINTS = ("I_T", "I_T_prime", "gamma", "lambda"), 30
 
 def trajectory(path: Path) -> dict:
     """{"step": [...], key: [...]} of :data:`TRAJECTORY_KEYS` from a run's metrics.jsonl, thinned to at
-    most :data:`TRAJECTORY_POINTS` rows (the last kept): the figure's data, kept in the record so the
-    page redraws it from a clean clone."""
-    rows = []
-    for line in Path(path).read_text().splitlines() if Path(path).is_file() else ():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "step" in row and all(k in row for k in TRAJECTORY_KEYS):
-            rows.append(row)
-    stride = max(1, math.ceil(len(rows) / TRAJECTORY_POINTS))
-    kept = rows[::stride] + ([rows[-1]] if rows and (len(rows) - 1) % stride else [])
-    return {k: [r[k] for r in kept] for k in ("step", *TRAJECTORY_KEYS)}
+    most :data:`TRAJECTORY_POINTS` rows, the first and the last kept (:func:`thin_trajectory`): the
+    figure's data, kept in the record so the page redraws it from a clean clone."""
+    from ..pictures import read_metrics, thin_trajectory
+
+    rows = read_metrics(path) if Path(path).is_file() else []
+    rows = [r for r in rows if all(k in r for k in TRAJECTORY_KEYS)]
+    return thin_trajectory(rows, TRAJECTORY_KEYS, points=TRAJECTORY_POINTS) if rows else \
+        {k: [] for k in ("step", *TRAJECTORY_KEYS)}
 
 
 def _epsilon(budget):
@@ -166,7 +161,7 @@ def _robust_figures(results, out, budget, runs=None):
             folders[v] = Path(tmp) / v
             folders[v].mkdir()
             rows = [dict(zip(kept, values)) for values in zip(*kept.values())]
-            (folders[v] / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            atomic_write_text(folders[v] / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         seeds = sorted({seed for seed, _ in series.values()})
         trajectories(folders, out / ROBUST_FIGURE, _epsilon(budget),
                      title=f"training trajectories, seed {', '.join(map(str, seeds))} of each variant")
@@ -623,7 +618,7 @@ def _vitae_figures(results, out, budget, runs=None):
             ax.tick_params(labelsize=7)
         axes[i][0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / VITAE_CURVES, dpi=100)
+    atomic_save_figure(fig, out / VITAE_CURVES, dpi=100)
     plt.close(fig)
     return [VITAE_CURVES]
 
