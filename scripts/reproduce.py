@@ -1,10 +1,10 @@
 """Reproduce one paper's claims at a stated budget, with seeds: results/PAPER.md and RESULTS.md.
 
     python scripts/reproduce.py PAPER [--budget cpu|cpu64|gpu|tiny] [--seeds 0,1,2] [--only ROW]
-        [--pages-only] [--pilot] [--runs DIR] [--results DIR]
+        [--pages-only] [--pilot [--lr LR] [--speed]] [--runs DIR] [--results DIR]
 
 PAPER is one of baselines (64×64, budget cpu64), baselines32 (its 32×32 second reading), dip, dpvae,
-msvae, vitae, robust (inference.reproduce.PAPERS). ``--pilot``: the 64×64 baselines' pilot. Every
+msvae, vitae, robust (inference.reproduce.PAPERS). ``--pilot``: the 64×64 baselines' pilot (``--lr``: its learning-rate arm). Every
 (row, seed) trains into --runs (default: $REPRODUCE_RUNS, else runs/reproduce beside the work tree,
 so a later session resumes it) and is skipped once finished; the page is rewritten from every
 finished row. Bad input prints one line on stderr naming the bad value and exits 2.
@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from inference.cli import OneLineParser, check_output_dir, number_list, random_seed, run_main
+from inference.cli import OneLineParser, check_output_dir, number_list, positive_float, random_seed, run_main
 from inference.errors import ConfigError
 from inference.reproduce import BUDGETS, PAPERS, pilot64, pilot64_speed, reproduce
 
@@ -38,6 +38,8 @@ def make_parser() -> OneLineParser:
                    help="baselines only: the 64×64 pilot (β-TCVAE and VAE at each milestone; --only, --seeds narrow it)")
     p.add_argument("--speed", action="store_true",
                    help="with --pilot: time the cpu64 step on one idle core into the pilot's record")
+    p.add_argument("--lr", type=positive_float,
+                   help="with --pilot: the learning-rate arm (its own run folders and records; default: the budget's)")
     p.add_argument("--runs", default=os.environ.get("REPRODUCE_RUNS") or str(ROOT.parent / "runs" / "reproduce"),
                    help="folder of the run directories, kept outside the work tree")
     p.add_argument("--results", default=str(ROOT / "results"), help="folder of the pages (RESULTS.md beside it)")
@@ -48,13 +50,15 @@ def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     check_output_dir(args.runs, continuing=True)
     check_output_dir(args.results, continuing=True)
+    if args.lr is not None and not args.pilot:
+        raise ConfigError(f"--lr {args.lr:g} is for --pilot (a page's learning rate is its budget's)")
     if args.pilot:
         if args.paper != "baselines":
             raise ConfigError(f"--pilot is for baselines, not {args.paper!r}")
         if args.speed:
             return print(pilot64_speed(args.runs, args.results))
         pilot64(args.runs, args.results, **({"rows": tuple(args.only)} if args.only else {}),
-                **({"seeds": tuple(args.seeds)} if args.seeds else {}))
+                **({"seeds": tuple(args.seeds)} if args.seeds else {}), lr=args.lr)
         return
     args.budget = args.budget or PAPERS[args.paper].default_budget
     command = "python scripts/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))

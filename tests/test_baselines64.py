@@ -103,3 +103,45 @@ def test_the_idle_speed_enters_the_pilot_record_and_the_page_reads_it(tiny64, tm
     # the budget's cost is computed from the record: steps × s/step
     assert f"{shapes.CPU64_STEPS * speed['s_per_step'] / 60:.0f} minutes of training per run" in text
     assert f"{speed['s_per_step'] * 1000:.0f} ms" in text
+
+
+def test_the_learning_rate_arm_of_the_pilot_has_its_own_records_and_reading(tmp_path):
+    """Issue 25 asks for the learning rate to be piloted: an arm at another lr keeps its own keys
+    (the budget's keep theirs), and the page's reading compares the two at their last common
+    milestone with the means of the records (computed here by hand)."""
+    budget = shapes.BASE["cpu64"]["lr"]
+    assert shapes.pilot_key("VAE", 0, 30_000) == "VAE|0|30000"
+    assert shapes.pilot_key("VAE", 1, 30_000, 1e-4) == "VAE|1|30000|0.0001"
+    assert shapes.parse_pilot_key("VAE|1|30000|0.0001") == ("VAE", 1, 30_000, 1e-4)
+    assert shapes.parse_pilot_key("VAE|0|30000") == ("VAE", 0, 30_000, budget)
+    rec = lambda mig, l2: {"mig": mig, "factor_vae": 0.5, "dci_d": 0.1, "recon_l2": l2, "train_s": 60.0,
+                           "s_per_step": 0.07}
+    records = {"VAE|0|20000": rec(0.01, 0.003), "VAE|0|30000": rec(0.02, 0.002), "VAE|1|30000": rec(0.04, 0.004),
+               "VAE|0|30000|0.0001": rec(0.10, 0.005)}
+    (tmp_path / shapes.PILOT_FILE).write_text(json.dumps({"records": records}))
+    text = shapes._pilot_appendix(tmp_path, "cpu64")
+    assert (f"VAE at 30,000 steps, MIG 0.030 at {budget:g} (n = 2) against 0.100 at 0.0001 (n = 1), "
+            "recon L2 0.0030 against 0.0050") in text
+    assert "| VAE | 0.0001 | 0 | 30,000 | 0.100 |" in text and "not piloted" not in text
+    del records["VAE|0|30000|0.0001"]
+    (tmp_path / shapes.PILOT_FILE).write_text(json.dumps({"records": records}))
+    assert "it is not piloted" in shapes._pilot_appendix(tmp_path, "cpu64")
+    with pytest.raises(ConfigError, match="lr must be a positive number, got -0.1"):
+        shapes.pilot64(tmp_path / "runs", tmp_path, rows=("VAE",), seeds=(0,), lr=-0.1)
+
+
+def test_lr_outside_the_pilot_is_one_line(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from inference.cli import run_main
+    script = Path(__file__).resolve().parents[1] / "scripts" / "reproduce.py"
+    spec = importlib.util.spec_from_file_location("reproduce_script_lr", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for argv, message in ((["baselines", "--lr", "1e-4"], "--lr 0.0001 is for --pilot"),
+                          (["baselines", "--pilot", "--lr", "0"], "argument --lr: expected a positive number, got '0'")):
+        assert run_main(module.main, [*argv, "--runs", str(tmp_path / "r"), "--results", str(tmp_path / "p")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())

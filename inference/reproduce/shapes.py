@@ -287,29 +287,47 @@ def pilot_records(results: Path) -> dict:
     return json.loads(path.read_text())["records"] if path.is_file() else {}
 
 
-def pilot64(runs, results, *, rows=PILOT64_ROWS, seeds=PILOT64_SEEDS, log=print) -> dict:
+def pilot_key(row: str, seed: int, steps: int, lr: float | None = None) -> str:
+    """A pilot record's key: ``"<row>|<seed>|<steps>"`` at the budget's learning rate, with ``"|<lr>"``
+    appended at any other (the learning-rate arm of the pilot)."""
+    lr = BASE["cpu64"]["lr"] if lr is None else lr
+    return f"{row}|{seed}|{steps}" + ("" if lr == BASE["cpu64"]["lr"] else f"|{lr:g}")
+
+
+def parse_pilot_key(key: str) -> tuple[str, int, int, float]:
+    """``(row, seed, steps, lr)`` of a :func:`pilot_key`."""
+    row, seed, steps, *lr = key.split("|")
+    return row, int(seed), int(steps), float(lr[0]) if lr else BASE["cpu64"]["lr"]
+
+
+def pilot64(runs, results, *, rows=PILOT64_ROWS, seeds=PILOT64_SEEDS, lr: float | None = None,
+            log=print) -> dict:
     """The 64×64 pilot of issue 25: each (row, seed) trained to every milestone of
     :data:`PILOT64_STEPS` in turn (each continues the one before, bit-identical to training that long
     from the start) and evaluated there; each record enters ``results/baselines_pilot.json`` as soon
-    as it is evaluated (merged under a file lock, so two processes share the file). The last
-    milestone is the ``cpu64`` budget's own run. Returns every record."""
+    as it is evaluated (merged under a file lock, so two processes share the file). At the budget's
+    learning rate the last milestone is the ``cpu64`` budget's own run; ``lr`` runs the pilot's
+    learning-rate arm (its own run folders and keys, :func:`pilot_key`). Returns every record."""
     import fcntl
 
     unknown = [r for r in rows if r not in BASELINES]
     if unknown:
         raise ConfigError(f"--only {unknown[0]!r} is not a row of baselines; its rows: {', '.join(BASELINES)}")
+    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    lr = BASE["cpu64"]["lr"] if lr is None else float(lr)
     path = Path(results) / PILOT_FILE
     for steps in PILOT64_STEPS:
-        base = {**BASE["cpu64"], "steps": steps}
+        base = {**BASE["cpu64"], "steps": steps, "lr": lr}
         for row in rows:
             for seed in seeds:
-                key = f"{row}|{seed}|{steps}"
+                key = pilot_key(row, seed, steps, lr)
                 if key in pilot_records(results):
                     continue
                 log(f"[pilot64] {row} seed {seed} to {steps:,} steps")
                 run_dir = trained(runs, "cpu64", BASELINES[row], seed, base)
                 numbers = disentanglement(run_dir, "cpu64", seed) | {
-                    "steps": steps, "train_s": train_seconds(run_dir),
+                    "steps": steps, "lr": lr, "train_s": train_seconds(run_dir),
                     "s_per_step": json.loads((run_dir / SUMMARY).read_text()).get("steps_per_second_last_session")}
                 numbers["s_per_step"] = 1.0 / numbers["s_per_step"] if numbers["s_per_step"] else float("nan")
                 lock_path = Path(runs) / "shapes" / "cpu64" / ".pilot.lock"  # beside the runs, not in results/
@@ -357,20 +375,22 @@ def pilot64_speed(runs, results, *, steps: int = 300, warmup: int = 50) -> dict:
 
 
 def _pilot_reading(records: dict, speed: dict | None = None) -> str:
-    """What the pilot's records say about the choice of steps, computed from them: per model the mean
-    MIG and reconstruction error at each milestone, the change over the last stretch, and the run time
-    the budget costs at the pilot's own speed."""
+    """What the pilot's records say about the choice of steps and learning rate, computed from them:
+    per model and learning rate the mean MIG and reconstruction error at each milestone, the change over
+    the last stretch, and the run time the budget costs at the pilot's own speed."""
     from .driver import stats as mean_sd
 
+    budget_lr = BASE["cpu64"]["lr"]
     by = {}
     for key, n in records.items():
-        row, _, steps = key.split("|")
-        by.setdefault(row, {}).setdefault(int(steps), []).append(n)
+        row, _, steps, lr = parse_pilot_key(key)
+        by.setdefault((row, lr), {}).setdefault(steps, []).append(n)
+    lrs = sorted({lr for _, lr in by}, reverse=True)
     parts = []
-    for row, milestones in sorted(by.items()):
+    for (row, lr), milestones in sorted(by.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         done = sorted(milestones)
         mig = ", ".join(f"{s:,}: {mean_sd([n['mig'] for n in milestones[s]])[0]:.3f}" for s in done)
-        parts.append(f"{row} mean MIG by steps {mig}")
+        parts.append(f"{row}{f' at lr {lr:g}' if len(lrs) > 1 else ''} mean MIG by steps {mig}")
         if len(done) > 1:
             (a, b) = done[-2], done[-1]
             ra = mean_sd([n["recon_l2"] for n in milestones[a]])[0]
@@ -385,8 +405,31 @@ def _pilot_reading(records: dict, speed: dict | None = None) -> str:
         f"The pilot's own runs shared the machine (fastest {fastest * 1000:.0f} ms/step). " if speeds else "")
             + f"The budget was fixed at {CPU64_STEPS:,} steps before the pilot ran, as the most that fit "
               "30–40 minutes on one idle core; the pilot shows whether the models still change over its last "
-              "stretch. The learning rate is not piloted: 1e-3 is the 32×32 page's, ten times "
-              "disentanglement_lib's 1e-4 for a tenth of its steps.")
+              "stretch. " + _lr_reading(by, budget_lr, mean_sd))
+
+
+def _lr_reading(by: dict, budget_lr: float, mean_sd) -> str:
+    """The learning-rate arm against the budget's, per model at the last milestone both reached."""
+    others = sorted({lr for _, lr in by if lr != budget_lr}, reverse=True)
+    head = (f"The budget's learning rate {budget_lr:g} is the 32×32 page's, ten times disentanglement_lib's "
+            "1e-4 for a tenth of its steps")
+    if not others:
+        return head + "; it is not piloted."
+    parts = []
+    for row in sorted({row for row, _ in by}):
+        for lr in others:
+            a, b = by.get((row, budget_lr), {}), by.get((row, lr), {})
+            common = sorted(set(a) & set(b))
+            if not common:
+                continue
+            s = common[-1]
+            ma, mb = (mean_sd([n["mig"] for n in m[s]])[0] for m in (a, b))
+            ra, rb = (mean_sd([n["recon_l2"] for n in m[s]])[0] for m in (a, b))
+            parts.append(f"{row} at {s:,} steps, MIG {ma:.3f} at {budget_lr:g} (n = {len(a[s])}) against "
+                         f"{mb:.3f} at {lr:g} (n = {len(b[s])}), recon L2 {ra:.4f} against {rb:.4f}")
+    return (head + ". The pilot's learning-rate arm ran "
+            + ", ".join(f"{lr:g}" for lr in others) + ": " + ("; ".join(parts) or "no milestone in common yet")
+            + ". These are pilot figures, not a stated test; the page's records use the budget's rate.")
 
 
 def _pilot_appendix(results: Path, budget: str) -> str:
@@ -398,17 +441,22 @@ def _pilot_appendix(results: Path, budget: str) -> str:
     speed = json.loads(path.read_text()).get("speed") if path.is_file() else None
     if not records:
         return "## Pilot\n\nNo pilot record yet (`python scripts/reproduce.py baselines --budget cpu64 --pilot`)."
-    rows = []
+    rows, order = [], []
     for key, n in records.items():
-        row, seed, steps = key.split("|")
-        rows.append([row, seed, f"{int(steps):,}", f"{n['mig']:.3f}", f"{n['factor_vae']:.3f}", f"{n['dci_d']:.3f}",
-                     f"{n['recon_l2']:.4f}", f"{n['train_s'] / 60:.1f}", f"{n['s_per_step'] * 1000:.0f}"])
-    rows.sort(key=lambda r: (r[0], int(r[2].replace(",", "")), r[1]))
+        row, seed, steps, lr = parse_pilot_key(key)
+        order.append((row, -lr, steps, seed))
+        rows.append([row, f"{lr:g}", str(seed), f"{steps:,}", f"{n['mig']:.3f}", f"{n['factor_vae']:.3f}",
+                     f"{n['dci_d']:.3f}", f"{n['recon_l2']:.4f}", f"{n['train_s'] / 60:.1f}",
+                     f"{n['s_per_step'] * 1000:.0f}"])
+    rows = [r for _, r in sorted(zip(order, rows))]
+    lrs = sorted({parse_pilot_key(k)[3] for k in records}, reverse=True)
     return ("## Pilot (issue 25): steps and learning rate\n\n" + _pilot_reading(records, speed) + "\n\n"
             f"β-TCVAE and the VAE, seeds {', '.join(map(str, PILOT64_SEEDS))}, trained at lr {BASE['cpu64']['lr']:g} "
-            f"and evaluated at {', '.join(f'{s:,}' for s in PILOT64_STEPS)} steps (each milestone continues the one "
+            + (f"(the learning-rate arm: lr {', '.join(f'{lr:g}' for lr in lrs if lr != BASE['cpu64']['lr'])}, "
+               "the seeds it shows) " if len(lrs) > 1 else "")
+            + f"and evaluated at {', '.join(f'{s:,}' for s in PILOT64_STEPS)} steps (each milestone continues the one "
             "before). ms/step: the last training session's, one core, with the other core busy.\n\n"
-            + table(["model", "seed", "steps", "MIG", "FactorVAE", "DCI disent.", "recon L2/pixel",
+            + table(["model", "lr", "seed", "steps", "MIG", "FactorVAE", "DCI disent.", "recon L2/pixel",
                      "train min (cumulative)", "ms/step"], rows))
 
 
