@@ -13,7 +13,7 @@ from inference.errors import ConfigError
 from inference.reproduce import reproduce
 from inference.reproduce import shapes
 
-TINY64 = dict(data="dsprites", resolution=64, net="conv64", steps=6, batch_size=8, lr=1e-3, log_every=3,
+TINY64 = dict(data="dsprites", resolution=64, net="conv64", steps=6, batch_size=8, lr=1e-4, log_every=3,
               checkpoint_every=3)
 
 
@@ -21,6 +21,7 @@ TINY64 = dict(data="dsprites", resolution=64, net="conv64", steps=6, batch_size=
 def tiny64(monkeypatch):
     """The cpu64 budget cut to a few steps and the tiny evaluation (same code path, same nets)."""
     monkeypatch.setitem(shapes.BASE, "cpu64", TINY64)
+    monkeypatch.setattr(shapes, "CPU64_LR1E3", {**TINY64, "lr": shapes.PILOT64_FIRST_LR})
     monkeypatch.setitem(shapes.SIZES, "cpu64", shapes.SIZES["tiny"])
     monkeypatch.setitem(shapes.CONTINUES, "cpu64", (3,))
     monkeypatch.setattr(shapes, "PILOT64_STEPS", (3, 6))
@@ -63,10 +64,10 @@ def test_cpu64_row_record_survives_the_run_folder_and_regenerates_the_page(tiny6
 @pytest.mark.slow
 def test_pilot_records_each_milestone_and_continues_the_shorter_run(tiny64, tmp_path):
     records = shapes.pilot64(tmp_path / "runs", tmp_path, rows=("VAE",), seeds=(0,), log=lambda *_: None)
-    assert list(records) == ["VAE|0|3", "VAE|0|6"]
+    assert list(records) == ["VAE|0|3|0.0001", "VAE|0|6|0.0001"]  # at the budget's rate, 1e-4
     assert [records[k]["steps"] for k in records] == [3, 6]
     appendix = shapes._pilot_appendix(tmp_path, "cpu64")
-    assert "| VAE | 0 | 6 |" in appendix  # the table comes from the records file
+    assert "| VAE | 0.0001 | 0 | 6 |" in appendix  # the table comes from the records file
     # the 6-step milestone is the budget's own run (same store folder as a cpu64 row)
     assert shapes.store_dir(tmp_path / "runs", "cpu64", shapes.BASELINES["VAE"], 0).joinpath("summary.json").is_file()
 
@@ -105,15 +106,47 @@ def test_the_idle_speed_enters_the_pilot_record_and_the_page_reads_it(tiny64, tm
     assert f"{speed['s_per_step'] * 1000:.0f} ms" in text
 
 
+def test_the_lr_1e3_second_reading_trains_and_keeps_its_own_runs_and_page(tiny64, tmp_path, monkeypatch):
+    """Issue 25: the pilot replaced the budget's first rate, 1e-3, by disentanglement_lib's 1e-4; the
+    1e-3 runs stay as a second reading. Each page trains at its own rate (read back from the trained
+    runs' own configs), neither takes the other's records, and their figures do not collide."""
+    assert "Adam lr 0.0001 (disentanglement_lib: 1e-4" in shapes.CPU64_NOTE  # the real budget's rate
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    real = shapes.evaluate_run
+    monkeypatch.setattr(shapes, "evaluate_run", lambda *a, **k: real(*a, **{**k, "dci_importance": "forest"}))
+    reproduce("baselines64_lr1e-3", budget="cpu64", runs=runs, results=results, seeds=(0,), only=("VAE",))
+    old = json.loads((results / "baselines64_lr1e-3.json").read_text())
+    assert "baselines" not in {p.stem for p in results.glob("*.json")}  # nothing of the budget's yet
+    reproduce("baselines", budget="cpu64", runs=runs, results=results, seeds=(0,), only=("VAE",))
+    new = json.loads((results / "baselines.json").read_text())
+    assert old["protocol"]["train"]["lr"] == 1e-3 and new["protocol"]["train"]["lr"] == 1e-4
+    assert old["protocol"]["train"] == {**new["protocol"]["train"], "lr": 1e-3}  # the rate is all that differs
+    trained_at = sorted(json.loads(p.read_text())["lr"]
+                        for p in (runs / "shapes" / "cpu64").glob(f"*/seed_0/{shapes.RUN_CONFIG}"))
+    assert trained_at == [1e-4, 1e-3]  # two runs, one per rate
+    assert old["records"]["VAE"]["0"]["recon_l2"] != new["records"]["VAE"]["0"]["recon_l2"]
+    for name in ("baselines64_lr1e-3_mi_cpu64.png", "baselines_mi_cpu64.png"):
+        assert (results / name).is_file()
+    # the old page's records never enter the budget's page: with the new page gone, nothing is found
+    (results / "baselines.json").unlink()
+    shutil.rmtree(runs / "reproduce" / "baselines", ignore_errors=True)
+    shutil.rmtree(runs / "baselines", ignore_errors=True)
+    from inference.reproduce import collect
+    from inference.reproduce import PAPERS
+    assert collect(PAPERS["baselines"], runs, "cpu64", results) == {}
+    assert set(collect(PAPERS["baselines64_lr1e-3"], runs, "cpu64", results)) == {"VAE"}
+
+
 def test_the_learning_rate_arm_of_the_pilot_has_its_own_records_and_reading(tmp_path):
     """Issue 25 asks for the learning rate to be piloted: an arm at another lr keeps its own keys
     (the budget's keep theirs), and the page's reading compares the two at their last common
     milestone with the means of the records (computed here by hand)."""
-    budget = shapes.BASE["cpu64"]["lr"]
-    assert shapes.pilot_key("VAE", 0, 30_000) == "VAE|0|30000"
-    assert shapes.pilot_key("VAE", 1, 30_000, 1e-4) == "VAE|1|30000|0.0001"
+    budget = first = shapes.PILOT64_FIRST_LR  # the rate the pilot began at: keys without an lr suffix
+    # a key's meaning never follows the budget's rate: the budget's default is now the arm's 1e-4
+    assert shapes.pilot_key("VAE", 0, 30_000, first) == "VAE|0|30000"
+    assert shapes.pilot_key("VAE", 1, 30_000) == shapes.pilot_key("VAE", 1, 30_000, 1e-4) == "VAE|1|30000|0.0001"
     assert shapes.parse_pilot_key("VAE|1|30000|0.0001") == ("VAE", 1, 30_000, 1e-4)
-    assert shapes.parse_pilot_key("VAE|0|30000") == ("VAE", 0, 30_000, budget)
+    assert shapes.parse_pilot_key("VAE|0|30000") == ("VAE", 0, 30_000, first)
     rec = lambda mig, l2: {"mig": mig, "factor_vae": 0.5, "dci_d": 0.1, "recon_l2": l2, "train_s": 60.0,
                            "s_per_step": 0.07}
     records = {"VAE|0|20000": rec(0.01, 0.003), "VAE|0|30000": rec(0.02, 0.002), "VAE|1|30000": rec(0.04, 0.004),
@@ -125,7 +158,7 @@ def test_the_learning_rate_arm_of_the_pilot_has_its_own_records_and_reading(tmp_
     assert "| VAE | 0.0001 | 0 | 30,000 | 0.100 |" in text and "not piloted" not in text
     del records["VAE|0|30000|0.0001"]
     (tmp_path / shapes.PILOT_FILE).write_text(json.dumps({"records": records}))
-    assert "it is not piloted" in shapes._pilot_appendix(tmp_path, "cpu64")
+    assert "no other rate is piloted yet" in shapes._pilot_appendix(tmp_path, "cpu64")
     with pytest.raises(ConfigError, match="lr must be a positive number, got -0.1"):
         shapes.pilot64(tmp_path / "runs", tmp_path, rows=("VAE",), seeds=(0,), lr=-0.1)
 

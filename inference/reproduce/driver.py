@@ -361,6 +361,8 @@ def write_index(results: Path) -> Path:
         if records is None:
             n = ("no per-seed records (the page predates them): its verdicts are the earlier seed-spread rule's, "
                  "and it cannot be regenerated or re-judged without running it again")
+        elif not records:
+            n = "no records yet"
         else:
             counts = sorted({len(per_seed) for per_seed in records.values()})
             n = (f"{len(records)} rows, {'–'.join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts))}"
