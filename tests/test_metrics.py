@@ -394,3 +394,59 @@ def test_feature_net_is_cached_and_separates_datasets(tmp_path, monkeypatch):
     assert fid.fid_kid(a, a, net)["fid"] == pytest.approx(0.0, abs=1e-6)
     same, other = fid.fid_kid(a, b, net), fid.fid_kid(a, d, net)
     assert other["fid"] > 5 * same["fid"] and other["kid"] > 5 * abs(same["kid"])
+
+
+def test_sap_counts_and_names_unconverged_svms_without_changing_the_score(monkeypatch):
+    """Discrete SAP keeps disentanglement_lib's LinearSVC budget (its score is the reference's); a fit
+    that stops unconverged is counted in one ConvergenceWarning, never silenced, and other warnings
+    pass through. The score is the one the plain fits give (computed here without the wrapper)."""
+    import warnings
+
+    import sklearn.svm
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(0)
+    z, v = rng.normal(size=(400, 3)), rng.integers(0, 3, size=(400, 2))
+    zt, vt = rng.normal(size=(200, 3)), rng.integers(0, 3, size=(200, 2))
+    z[:, 0] += v[:, 0]
+    zt[:, 0] += vt[:, 0]
+    expected = np.array([[LinearSVC(C=0.01, class_weight="balanced").fit(z[:, [d]], v[:, k]).score(zt[:, [d]], vt[:, k])
+                          for k in range(2)] for d in range(3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a run whose fits converge warns nothing
+        np.testing.assert_array_equal(M.discrete_sap_matrix(z, v, zt, vt), expected)
+
+    class Warns(LinearSVC):  # the same fit, reporting non-convergence on code 1 (and one other warning)
+        def fit(self, x, y):
+            out = super().fit(x, y)
+            if np.array_equal(x[:, 0], z[:, 1]):
+                warnings.warn("Liblinear failed to converge", ConvergenceWarning)
+                warnings.warn("unrelated", UserWarning)
+            return out
+
+    monkeypatch.setattr(sklearn.svm, "LinearSVC", Warns)
+    with pytest.warns(ConvergenceWarning, match=r"SAP: 2 of 6 one-code linear SVMs did not converge.*\(1, 0\)"), \
+            pytest.warns(UserWarning, match="unrelated"):
+        got = M.discrete_sap_matrix(z, v, zt, vt)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_downstream_logistic_iterates_to_convergence_and_names_a_fit_that_never_does():
+    """The downstream read-out is the converged logistic regression (its accuracy equals a fit given
+    ample iterations), not whatever a short budget stopped at; a fit that cannot converge within the
+    limit warns, naming the budget, instead of being silenced."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(300, 3))
+    y = (z[:, 0] > 0).astype(int) + (z[:, 1] > 0)
+    zt = rng.normal(size=(300, 3))
+    yt = (zt[:, 0] > 0).astype(int) + (zt[:, 1] > 0)
+    ample = make_pipeline(StandardScaler(), LogisticRegression(max_iter=100_000, tol=1e-10)).fit(z, y).score(zt, yt)
+    assert M.downstream_accuracy(z, y, zt, yt, max_iter=1) == pytest.approx(ample)  # 1 → 10 → 100 iterations
+    with pytest.warns(ConvergenceWarning, match="did not converge in 1 iterations"):
+        M.downstream_accuracy(z, y, zt, yt, max_iter=1, max_iter_limit=1)

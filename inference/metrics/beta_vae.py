@@ -29,17 +29,12 @@ References
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 import torch
 
+from .convergence import MAX_ITER, MAX_ITER_LIMIT, fit_until_converged
 from .information import as_array
 from .sampling import check_ground_truth, represent_factors
-
-MAX_ITER = 1000  # the first iteration budget (scikit-learn's LinearSVC default); raised 10× while not converged
-MAX_ITER_LIMIT = 100_000  # the last budget tried before a fit is recorded as not converged
 
 
 def beta_vae_features(codes1, codes2) -> np.ndarray:
@@ -62,31 +57,6 @@ def _classifier(classifier: str, seed: int, max_iter: int):
         return LinearSVC(C=0.01, loss="hinge", random_state=seed, max_iter=max_iter)
     from sklearn.linear_model import LogisticRegression
     return LogisticRegression(max_iter=max_iter, random_state=seed)
-
-
-def fit_until_converged(make, features, labels, max_iter: int = MAX_ITER,
-                        max_iter_limit: int = MAX_ITER_LIMIT):
-    """``(classifier, converged, max_iter)``: ``make(max_iter)`` fitted, refitted with 10× the
-    iterations while scikit-learn warns ``ConvergenceWarning``, up to ``max_iter_limit``.
-
-    The convergence warnings are caught and recorded (``converged``); any other warning is re-issued.
-    """
-    if max_iter < 1 or max_iter_limit < max_iter:
-        raise ValueError(f"need 1 <= max_iter <= max_iter_limit, got {max_iter}, {max_iter_limit}")
-    while True:
-        clf = make(max_iter)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            clf.fit(features, labels)
-        converged = True
-        for w in caught:
-            if issubclass(w.category, ConvergenceWarning):
-                converged = False
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if converged or max_iter >= max_iter_limit:
-            return clf, converged, max_iter
-        max_iter = min(10 * max_iter, max_iter_limit)
 
 
 def beta_vae_score(train_features, train_labels, eval_features, eval_labels, seed: int = 0,

@@ -7,13 +7,15 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from .convergence import MAX_ITER, MAX_ITER_LIMIT, fit_until_converged
 from .information import as_2d
 
 CLASSIFIERS = ("logistic", "forest")
 
 
 def downstream_accuracy(train_codes, train_labels, test_codes, test_labels,
-                        classifier: str = "logistic", seed: int = 0) -> float:
+                        classifier: str = "logistic", seed: int = 0, max_iter: int = MAX_ITER,
+                        max_iter_limit: int = MAX_ITER_LIMIT) -> float:
     """Held-out accuracy of a scikit-learn classifier predicting integer ``labels`` from codes.
 
     ``"logistic"``: standardised codes, multinomial ``LogisticRegression``; ``"forest"``:
@@ -28,14 +30,16 @@ def downstream_accuracy(train_codes, train_labels, test_codes, test_labels,
     ytr = np.asarray(train_labels).reshape(-1)
     yte = np.asarray(test_labels).reshape(-1)
     if classifier == "logistic":
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+        # iterated until the solver converges (10× the iterations per try); one that never does is named
+        make = lambda m: make_pipeline(StandardScaler(), LogisticRegression(max_iter=m, random_state=seed))  # noqa: E731
+        clf, converged, used = fit_until_converged(make, xtr, ytr, max_iter, max_iter_limit)
+        if not converged:
+            warnings.warn(f"downstream logistic regression did not converge in {used:,} iterations; its "
+                          "accuracy is that of the unconverged fit", ConvergenceWarning, stacklevel=2)
     elif classifier == "forest":
-        clf = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=seed)
+        clf = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=seed).fit(xtr, ytr)
     else:
         raise ValueError(f"unknown classifier {classifier!r}; expected one of {CLASSIFIERS}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # chatter on separable or tiny data
-        clf.fit(xtr, ytr)
     return float(clf.score(xte, yte))
 
 

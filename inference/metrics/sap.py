@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from .convergence import fit_recording
 from .information import as_2d
 
 
@@ -44,15 +45,23 @@ def discrete_sap_matrix(train_codes, train_factors, test_codes, test_factors) ->
     ztr, zte = as_2d(train_codes, "train_codes"), as_2d(test_codes, "test_codes")
     vtr, vte = as_2d(train_factors, "train_factors"), as_2d(test_factors, "test_factors")
     out = np.zeros((ztr.shape[1], vtr.shape[1]))
+    unconverged = []
     for d in range(ztr.shape[1]):  # D·K one-feature fits, as disentanglement_lib
         for k in range(vtr.shape[1]):
             if len(np.unique(vtr[:, k])) < 2:
                 out[d, k] = 1.0
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)  # chatter on separable or tiny data
-                clf = LinearSVC(C=0.01, class_weight="balanced").fit(ztr[:, d:d + 1], vtr[:, k])
+            # disentanglement_lib's LinearSVC defaults (1,000 iterations), kept so the score is the
+            # reference's; a fit that stops unconverged is counted and named below, not silenced
+            clf, converged = fit_recording(LinearSVC(C=0.01, class_weight="balanced"), ztr[:, d:d + 1], vtr[:, k])
+            unconverged += [] if converged else [(d, k)]
             out[d, k] = clf.score(zte[:, d:d + 1], vte[:, k])
+    if unconverged:
+        warnings.warn(
+            f"SAP: {len(unconverged)} of {out.size} one-code linear SVMs did not converge in their "
+            f"{LinearSVC().max_iter:,} iterations (disentanglement_lib's setting, kept so the score is the "
+            f"reference's; first (code, factor): {unconverged[0]}); their accuracies are those of the "
+            "unconverged fits", ConvergenceWarning, stacklevel=2)
     return out
 
 
