@@ -178,3 +178,24 @@ def test_lr_outside_the_pilot_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
+
+
+def test_the_budget_check_is_also_judged_without_the_seeds_that_chose_the_budget():
+    """The pilot chose lr 1e-4 from β-TCVAE's and the VAE's seeds 0 and 1, which are also the page's;
+    the page therefore also judges the budget check on the other seeds alone. Its p is scipy's
+    one-sided Welch test on exactly those seeds (an independent computation)."""
+    from scipy.stats import ttest_ind
+
+    from inference.reproduce import PAPERS
+
+    tc = {0: 0.30, 1: 0.31, 2: 0.20, 3: 0.24, 4: 0.22}
+    vae = {0: 0.05, 1: 0.06, 2: 0.08, 3: 0.12, 4: 0.07}
+    results = {"β-TCVAE": {s: {"mig": v} for s, v in tc.items()}, "VAE": {s: {"mig": v} for s, v in vae.items()}}
+    claims = PAPERS["baselines"].claims(results, "cpu64")
+    fresh = [c for c in claims if c.claim.startswith("Budget check on the seeds the pilot did not see (all but 0, 1)")]
+    assert len(fresh) == 1 and "n = 3 vs 3" in fresh[0].ours
+    p = ttest_ind([0.20, 0.24, 0.22], [0.08, 0.12, 0.07], equal_var=False, alternative="greater").pvalue
+    assert f"p = {p:.2g}" in fresh[0].ours
+    # the second reading's budget was not chosen from its own seeds: no such claim there, nor at gpu
+    assert not any("did not see" in c.claim for c in PAPERS["baselines64_lr1e-3"].claims(results, "cpu64"))
+    assert not any("did not see" in c.claim for c in PAPERS["baselines"].claims(results, "gpu"))

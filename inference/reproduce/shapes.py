@@ -262,12 +262,22 @@ def _baselines_page(results, budget):
     return table(header, rows + [ref]) + ("\n" + mi if mi else "")
 
 
-def _baselines_claims(results, budget):
+def _baselines_claims(results, budget, pilot_seeds=()):
+    """``pilot_seeds``: seeds of β-TCVAE and the VAE that the pilot chose the budget from; the budget
+    check is then also judged without them (a confirmatory reading the choice cannot have biased)."""
     # The comparator the papers name: β-TCVAE against the plain VAE on MIG (Chen et al. 2018, Fig. 3).
     tc, vae = column(results, "β-TCVAE", "mig"), column(results, "VAE", "mig")
     claims = [Claim.tested("Budget check: β-TCVAE's MIG above the plain VAE's",
                            "β-TCVAE > VAE in MIG (Chen et al. 2018; Locatello et al. 2019 Fig. 13)",
                            f"β-TCVAE {fmt(tc)} vs VAE {fmt(vae)}", ("MIG", two_arm(tc, vae, higher=True)))]
+    if pilot_seeds:
+        fresh = {row: {s: n for s, n in per_seed.items() if s not in pilot_seeds} for row, per_seed in results.items()}
+        tc_f, vae_f = column(fresh, "β-TCVAE", "mig"), column(fresh, "VAE", "mig")
+        claims.append(Claim.tested(
+            f"Budget check on the seeds the pilot did not see (all but {', '.join(map(str, pilot_seeds))})",
+            "as above; the pilot chose the budget's learning rate from these two rows' seeds "
+            f"{', '.join(map(str, pilot_seeds))}, so this reading leaves them out",
+            f"β-TCVAE {fmt(tc_f)} vs VAE {fmt(vae_f)}", ("MIG", two_arm(tc_f, vae_f, higher=True))))
     # Claim 1 as the papers state it: each regularised objective disentangles more than the plain VAE
     # (Higgins et al. 2017; Chen et al. 2018; Kim & Mnih 2018; Kumar et al. 2018), each a Welch test on
     # MIG against the VAE; the claim is their conjunction (stats.all_of, an intersection-union test).
@@ -573,7 +583,8 @@ def _baselines_figures(results, out, budget, runs=None, prefix="baselines"):
 
 BASELINES_REPRO = Reproduction(
     "baselines", "Claim 1: the baselines on 64×64 procedural dSprites (VAE, β-VAE, β-TCVAE, FactorVAE, DIP-VAE-I/II)",
-    rows=lambda budget: dict(BASELINES), run=_run_baseline, page=_baselines_page, claims=_baselines_claims,
+    rows=lambda budget: dict(BASELINES), run=_run_baseline, page=_baselines_page,
+    claims=lambda results, budget: _baselines_claims(results, budget, PILOT64_SEEDS if budget == "cpu64" else ()),
     protocol=protocol, seeds=(0, 1, 2, 3, 4), budgets=("tiny", "cpu64", "gpu"), appendix=_pilot_appendix,
     figures=_baselines_figures,
     notes={**SHAPES_NOTE, "cpu64": CPU64_NOTE})
