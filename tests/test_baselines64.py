@@ -199,3 +199,18 @@ def test_the_budget_check_is_also_judged_without_the_seeds_that_chose_the_budget
     # the second reading's budget was not chosen from its own seeds: no such claim there, nor at gpu
     assert not any("did not see" in c.claim for c in PAPERS["baselines64_lr1e-3"].claims(results, "cpu64"))
     assert not any("did not see" in c.claim for c in PAPERS["baselines"].claims(results, "gpu"))
+
+
+def test_the_codes_reading_names_each_factors_latent_and_groups_factors_that_share_one():
+    """Issue 25 asks which factors each model codes: a factor counts as coded where one latent carries
+    ≥ CODES_AT of its entropy, and factors whose best latent is the same one are shown together
+    (coded, but not apart). Hand-made MI: z1 carries half of shape's and of scale's entropy, z2 0.3 of
+    pos_x's, nothing else reaches 0.2."""
+    entropy = [1.0, 2.0, 3.0, 4.0]
+    share = np.zeros((3, 4))
+    share[1, 0], share[1, 1], share[2, 2], share[0, 3] = 0.5, 0.5, 0.3, 0.1
+    share[0, 0] = 0.4  # below z1's share of shape: z1 is shape's latent
+    record = {"mi": (share * np.asarray(entropy)).tolist(), "mi_factors": ["shape", "scale", "pos_x", "pos_y"],
+              "factor_entropy": entropy, "mig": 0.1}
+    text = shapes._mi_table({"VAE": {0: record}})
+    assert "| VAE | 0 | 0.50 (z1) | 0.50 (z1) | 0.30 (z2) | 0.10 (z0) | z1: shape + scale; z2: pos_x |" in text

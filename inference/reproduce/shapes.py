@@ -542,14 +542,21 @@ def _mi_table(results) -> str:
             continue
         n = results[name][seed]
         names = names or n["mi_factors"]
-        best = normalised_mi(n).max(0)
-        coded = [f for f, b in zip(n["mi_factors"], best) if b >= CODES_AT]
-        rows.append([name, str(seed)] + [f"{b:.2f}" for b in best] + [", ".join(coded) or "none"])
+        share = normalised_mi(n)
+        best, where = share.max(0), share.argmax(0)
+        by_latent = {}  # the coded factors grouped by the latent that carries each: a shared latent is entangled
+        for f, b, j in zip(n["mi_factors"], best, where):
+            if b >= CODES_AT:
+                by_latent.setdefault(int(j), []).append(f)
+        coded = "; ".join(f"z{j}: {' + '.join(fs)}" for j, fs in sorted(by_latent.items()))
+        rows.append([name, str(seed)] + [f"{b:.2f} (z{j})" for b, j in zip(best, where)] + [coded or "none"])
     if not rows:
         return ""
     return (f"**What each model codes** (one seed each, 10,000 codes): the largest share of a factor's entropy "
-            f"that one latent carries, max_j I(z_j; v_k) / H(v_k); a model codes a factor where that is ≥ "
-            f"{CODES_AT}.\n\n" + table(["model", "seed"] + list(names) + [f"codes (≥ {CODES_AT})"], rows))
+            f"that one latent carries, max_j I(z_j; v_k) / H(v_k), and that latent; a model codes a factor where "
+            f"the share is ≥ {CODES_AT}. The last column groups the coded factors by their latent: factors that "
+            f"share one are coded together, not apart.\n\n"
+            + table(["model", "seed"] + list(names) + [f"codes (≥ {CODES_AT}), by latent"], rows))
 
 
 def _baselines_figures(results, out, budget, runs=None, prefix="baselines"):
