@@ -446,7 +446,8 @@ def test_downstream_logistic_iterates_to_convergence_and_names_a_fit_that_never_
     y = (z[:, 0] > 0).astype(int) + (z[:, 1] > 0)
     zt = rng.normal(size=(300, 3))
     yt = (zt[:, 0] > 0).astype(int) + (zt[:, 1] > 0)
-    ample = make_pipeline(StandardScaler(), LogisticRegression(max_iter=100_000, tol=1e-10)).fit(z, y).score(zt, yt)
-    assert M.downstream_accuracy(z, y, zt, yt, max_iter=1) == pytest.approx(ample)  # 1 → 10 → 100 iterations
+    ample = make_pipeline(StandardScaler(), LogisticRegression(max_iter=100_000)).fit(z, y).score(zt, yt)
+    # the same solver path as an ample budget: lbfgs stops at its own tolerance, not at the budget
+    assert M.downstream_accuracy(z, y, zt, yt, max_iter=1) == ample  # 1 → 10 → 100 iterations
     with pytest.warns(ConvergenceWarning, match="did not converge in 1 iterations"):
         M.downstream_accuracy(z, y, zt, yt, max_iter=1, max_iter_limit=1)
