@@ -132,7 +132,7 @@ class Evaluation:
     def factor_metrics(self):
         m, s = self.report["metrics"], self.sizes
         if not self.data.has_factors:
-            for name in ("mig", "dci", "sap", "factor_vae", "beta_vae", "mutual_information"):
+            for name in ("mig", "dci", "sap", "factor_vae", "beta_vae", "mutual_information", "active_units"):
                 self.skip(name, f"dataset {self.config['data']!r} has no factors")
             return
         codes, factors = self.codes_of(self.train, s["codes_train"], 1)
@@ -142,6 +142,8 @@ class Evaluation:
         m["mig"] = {"value": M.mig(codes, factors), "num_points": len(codes), "num_bins": 20}
         m["mutual_information"] = {"matrix": mi.tolist(), "factors": names,
                                    "factor_entropy": M.discrete_entropy(factors).tolist()}
+        # beside the MI matrix: which latents the decoder can use (Burda et al. 2016, §5.2)
+        m["active_units"] = {**M.active_units(codes), "num_points": len(codes)}
         n_dci = min(s["dci_train"], len(codes))
         m["dci"] = {**M.dci(codes[:n_dci], factors[:n_dci], test_codes, test_factors,
                             model=self.dci_importance),
@@ -352,6 +354,9 @@ METRIC_ROWS = {
     "mig": lambda g: [f"| MIG | {g['value']:.3f} | {g['num_points']} points, 20 bins |"],
     "factor_vae": lambda f: [f"| FactorVAE score (eval acc.) | {f['eval_accuracy']:.3f} | {f['num_train']}/"
                              f"{f['num_eval']} votes of {f['group_size']}, {f['num_active_dims']} active dims |"],
+    "active_units": lambda a: [f"| active units (variance of the posterior mean > {a['threshold']:g}) | "
+                               f"{a['count']} of {len(a['variance'])} | {a['num_points']} points: "
+                               + (", ".join(f"z{j}" for j, on in enumerate(a["active"]) if on) or "none") + " |"],
     "beta_vae": _beta_vae_rows,
     "beta_vae_floor": lambda b: [f"| β-VAE score of an untrained encoder (the floor; init seed {b['init_seed']}) | "
                                  f"{b['eval_accuracy']:.3f} | the same points |"],

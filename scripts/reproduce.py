@@ -1,13 +1,14 @@
 """Reproduce one paper's claims at a stated budget, with seeds: results/PAPER.md and RESULTS.md.
 
     python scripts/reproduce.py PAPER [--budget cpu|cpu64|gpu|tiny] [--seeds 0,1,2] [--only ROW]
-        [--pages-only] [--pilot [--lr LR] [--speed]] [--runs DIR] [--results DIR]
+        [--pages-only | --amend] [--pilot [--lr LR] [--speed]] [--runs DIR] [--results DIR]
 
 PAPER is one of baselines (64×64, budget cpu64), baselines64_lr1e-3 and baselines32 (its second readings: lr 1e-3, 32×32), dip, dpvae,
 msvae, vitae, robust (inference.reproduce.PAPERS). ``--pilot``: the 64×64 baselines' pilot (``--lr``: its learning-rate arm). Every
 (row, seed) trains into --runs (default: $REPRODUCE_RUNS, else runs/reproduce beside the work tree,
 so a later session resumes it) and is skipped once finished; the page is rewritten from every
-finished row. Bad input prints one line on stderr naming the bad value and exits 2.
+finished row. ``--amend`` trains nothing: it adds to the finished records the numbers they were
+made without (the baselines' active units), from their runs where this machine has them. Bad input prints one line on stderr naming the bad value and exits 2.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from inference.cli import OneLineParser, check_output_dir, number_list, positive_float, random_seed, run_main
 from inference.errors import ConfigError
-from inference.reproduce import BUDGETS, PAPERS, pilot64, pilot64_speed, reproduce
+from inference.reproduce import BUDGETS, PAPERS, amend, pilot64, pilot64_speed, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +35,8 @@ def make_parser() -> OneLineParser:
     p.add_argument("--only", action="append", default=[], metavar="ROW", help="run only this row (repeatable)")
     p.add_argument("--pages-only", action="store_true",
                    help="train nothing: rewrite the page from the rows already finished")
+    p.add_argument("--amend", action="store_true",
+                   help="train nothing: add to the finished records what they were made without, from their runs")
     p.add_argument("--pilot", action="store_true",
                    help="baselines only: the 64×64 pilot (β-TCVAE and VAE at each milestone; --only, --seeds narrow it)")
     p.add_argument("--speed", action="store_true",
@@ -62,6 +65,13 @@ def main(argv=None) -> None:
         return
     args.budget = args.budget or PAPERS[args.paper].default_budget
     command = "python scripts/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.amend:
+        if args.pages_only or args.only or args.seeds:
+            bad = "--pages-only" if args.pages_only else "--only" if args.only else "--seeds"
+            raise ConfigError(f"--amend takes no {bad}: it amends every finished record of the page")
+        out = amend(args.paper, budget=args.budget, runs=args.runs, results=args.results, command=command)
+        print(f"amended {len(out['amended'])} record(s), {len(out['missing'])} without their runs here; wrote {out['page']}")
+        return
     out = reproduce(args.paper, budget=args.budget, runs=args.runs, results=args.results, seeds=args.seeds,
                     only=args.only, command=command, train=not args.pages_only)
     for c in out["claims"]:

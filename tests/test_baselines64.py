@@ -173,7 +173,9 @@ def test_lr_outside_the_pilot_is_one_line(tmp_path, capsys):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for argv, message in ((["baselines", "--lr", "1e-4"], "--lr 0.0001 is for --pilot"),
-                          (["baselines", "--pilot", "--lr", "0"], "argument --lr: expected a positive number, got '0'")):
+                          (["baselines", "--pilot", "--lr", "0"], "argument --lr: expected a positive number, got '0'"),
+                          (["baselines", "--amend", "--only", "VAE"], "--amend takes no --only"),
+                          (["dip", "--amend"], "--amend: dip keeps every number its records need")):
         assert run_main(module.main, [*argv, "--runs", str(tmp_path / "r"), "--results", str(tmp_path / "p")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
@@ -214,3 +216,68 @@ def test_the_codes_reading_names_each_factors_latent_and_groups_factors_that_sha
               "factor_entropy": entropy, "mig": 0.1}
     text = shapes._mi_table({"VAE": {0: record}})
     assert "| VAE | 0 | 0.50 (z1) | 0.50 (z1) | 0.30 (z2) | 0.10 (z0) | z1: shape + scale; z2: pos_x |" in text
+
+
+def test_amend_adds_the_active_units_of_old_records_from_their_runs_and_changes_no_number(tiny64, tmp_path, monkeypatch):
+    """A record made before the evaluation kept each latent's variance of its posterior mean gets it
+    from its stored run (the same codes as its MIG: Burda et al. 2016 §5.2's A_u), every other number
+    unchanged; a record whose run is not on this machine stays as it was, and the page says so."""
+    from inference.reproduce import amend
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    real = shapes.evaluate_run  # GBT's DCI costs seconds; this test is about the records
+    monkeypatch.setattr(shapes, "evaluate_run", lambda *a, **k: real(*a, **{**k, "dci_importance": "forest"}))
+    reproduce("baselines", budget="cpu64", runs=runs, results=results, seeds=(0,), only=("VAE",))
+    kept = json.loads((results / "baselines.json").read_text())["records"]["VAE"]["0"]
+    assert len(kept["code_var"]) == 10 and "active units" in (results / "baselines.md").read_text()
+    row_file = runs / "baselines" / "cpu64" / "VAE" / "seed_0" / "row.json"
+
+    def as_made_before(drop_row_file: bool):
+        """The record as an older evaluation made it: no code_var, in the page and in its row file."""
+        page = json.loads((results / "baselines.json").read_text())
+        del page["records"]["VAE"]["0"]["code_var"]
+        (results / "baselines.json").write_text(json.dumps(page))
+        if drop_row_file:  # only the page keeps it (a record from another machine)
+            row_file.unlink()
+        else:
+            record = json.loads(row_file.read_text())
+            del record["numbers"]["code_var"]
+            row_file.write_text(json.dumps(record))
+        return page["records"]["VAE"]["0"]
+
+    for drop in (False, True):
+        old = as_made_before(drop)
+        out = amend("baselines", budget="cpu64", runs=runs, results=results, log=lambda *_: None)
+        assert out["amended"] == [("VAE", 0)] and out["missing"] == []
+        after = json.loads((results / "baselines.json").read_text())["records"]["VAE"]["0"]
+        assert after["code_var"] == kept["code_var"]  # the very codes the evaluation kept
+        assert {k: v for k, v in after.items() if k != "code_var"} == old  # no other number changes
+        assert json.loads(row_file.read_text())["amended"][-1]["keys"] == ["code_var"]
+    # the trained run is gone: the record stays as it was, counted on the page
+    old = as_made_before(False)
+    store = shapes.store_dir(runs, "cpu64", shapes.BASELINES["VAE"], 0)
+    moved = store.with_name("elsewhere")
+    store.rename(moved)
+    out = amend("baselines", budget="cpu64", runs=runs, results=results, log=lambda *_: None)
+    assert out["amended"] == [] and out["missing"] == [("VAE", 0)]
+    assert json.loads((results / "baselines.json").read_text())["records"]["VAE"]["0"] == old
+    # a record the codes no longer give (another run, another draw) is refused, not amended
+    with pytest.raises(ConfigError, match="not the codes the record was evaluated on"):
+        shapes.code_variance(moved, "cpu64", 0, mig=old["mig"] + 0.01)
+
+
+def test_the_codes_reading_marks_a_latent_the_decoder_gets_no_signal_from():
+    """An inactive latent (variance of its posterior mean ≤ 10⁻², Burda et al. 2016) that carries a
+    factor's largest MI share is marked †: the histogram sees wiggles of a mean, not a code. z0's mean
+    varies by 10⁻³, z1's by 0.5, z2's by 0.02."""
+    entropy = [1.0, 2.0]
+    share = np.array([[0.3, 0.0], [0.6, 0.1], [0.0, 0.25]])
+    record = {"mi": (share * np.asarray(entropy)).tolist(), "mi_factors": ["shape", "pos_x"],
+              "factor_entropy": entropy, "mig": 0.1, "code_var": [1e-3, 0.5, 0.02]}
+    old = {**record, "mi": (share[[0, 2, 1]] * np.asarray(entropy)).tolist()}
+    del old["code_var"]
+    text = shapes._mi_table({"VAE": {0: record}, "β-VAE": {0: old}})
+    assert "| VAE | 0 | 0.60 (z1) | 0.25 (z2) | z1: shape; z2: pos_x | z1, z2 |" in text
+    assert "| β-VAE | 0 | 0.60 (z2) | 0.25 (z1) | z1: pos_x; z2: shape | – |" in text
+    inactive = {**record, "mi": (share[[1, 0, 2]] * np.asarray(entropy)).tolist()}  # shape's best latent is z0 now
+    assert "| VAE | 0 | 0.60 (z0†) | 0.25 (z2) | z0†: shape; z2: pos_x | z1, z2 |" in shapes._mi_table({"VAE": {0: inactive}})
+    assert "1 of the 2 records shown predate the active units" in text

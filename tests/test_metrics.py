@@ -451,3 +451,19 @@ def test_downstream_logistic_iterates_to_convergence_and_names_a_fit_that_never_
     assert M.downstream_accuracy(z, y, zt, yt, max_iter=1) == ample  # 1 → 10 → 100 iterations
     with pytest.warns(ConvergenceWarning, match="did not converge in 1 iterations"):
         M.downstream_accuracy(z, y, zt, yt, max_iter=1, max_iter_limit=1)
+
+
+def test_active_units_are_the_latents_whose_posterior_mean_varies_by_more_than_a_hundredth():
+    """Burda et al. 2016, §5.2: A_u = Cov_x(E_q[u]) > 10⁻². A column taking ±a equally often has
+    population variance exactly a² (powers of two: exact in any summation order): a = 1/4 → 1/16
+    (active), a = 1/16 → 1/256 (not), a constant → 0; at a threshold of exactly 1/256, a variance of
+    1/256 is not *above* it."""
+    signs = np.tile([-1.0, 1.0], 500)
+    codes = np.stack([0.25 * signs, 0.0625 * signs, np.full(1000, 3.0), 0.0625 * signs + 7.0], axis=1)
+    out = M.active_units(codes)
+    assert out["variance"] == [1 / 16, 1 / 256, 0.0, 1 / 256]
+    assert out["active"] == [True, False, False, False] and out["count"] == 1 and out["threshold"] == M.ACTIVE_AT == 1e-2
+    assert M.active_units(codes, threshold=1e-3)["active"] == [True, True, False, True]
+    assert M.active_units(codes, threshold=1 / 256)["active"] == [True, False, False, False]
+    with pytest.raises(ValueError, match="N ≥ 2"):
+        M.active_units(codes[:1])

@@ -2,6 +2,7 @@
 int), plus ``compute_*`` wrappers that sample a ground-truth simulator through a representation
 function (a batch of observations -> codes), following disentanglement_lib's protocols."""
 
+from .active_units import ACTIVE_AT, active_units
 from .beta_vae import CLASSIFIERS as BETA_VAE_CLASSIFIERS
 from .beta_vae import beta_vae_features, beta_vae_points, beta_vae_score, compute_beta_vae, fixed_factor_labels
 from .dci import IMPORTANCE_MODELS as DCI_IMPORTANCE_MODELS
@@ -16,7 +17,7 @@ from .reconstruction import image_errors
 from .sampling import fixed_factor_groups, represent_factors, sample_codes
 from .sap import continuous_sap_matrix, discrete_sap_matrix, sap, top_two_gap
 
-__all__ = ["BETA_VAE_CLASSIFIERS", "DCI_IMPORTANCE_MODELS", "beta_vae_features", "beta_vae_points",
+__all__ = ["ACTIVE_AT", "active_units", "BETA_VAE_CLASSIFIERS", "DCI_IMPORTANCE_MODELS", "beta_vae_features", "beta_vae_points",
            "beta_vae_score", "fixed_factor_labels",
            "compute_beta_vae", "completeness_from_importance",
            "dci", "disentanglement_from_importance", "importance_matrix", "downstream_accuracy",

@@ -93,6 +93,10 @@ class Reproduction:
     budgets: tuple = ("tiny", "cpu", "gpu")  # the budgets this reproduction has
     #: (results folder, budget) -> markdown printed under the page's tables, from records kept there
     appendix: Callable[[Path, str], str] | None = None
+    #: ``(row, settings, seed, run_dir, budget, numbers)`` -> the numbers a record made before they were
+    #: kept lacks, computed from its trained run ({} when it lacks none, None when the run is not on
+    #: this machine): :func:`amend`
+    amend: Callable | None = None
 
     @property
     def default_budget(self) -> str:
@@ -190,14 +194,7 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
     :param train: ``False`` runs nothing: the page is rewritten from the rows already finished.
     Returns ``{"results": {row: {seed: numbers}}, "claims": [Claim], "page": Path}``.
     """
-    if budget not in BUDGETS:
-        raise ConfigError(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    if budget not in repro.budgets:
-        raise ConfigError(f"--budget {budget} is not a budget of {repro.name}; its budgets: {', '.join(repro.budgets)}")
-    rows = repro.rows(budget)
-    unknown = [r for r in only if r not in rows]
-    if unknown:
-        raise ConfigError(f"--only {unknown[0]!r} is not a row of {repro.name}; its rows: {', '.join(rows)}")
+    rows = _check(repro, budget, only)
     seeds = tuple(repro.seeds if not seeds else seeds)
     done = collect(repro, runs, budget, results)  # the page's records count as finished
     for row, settings in rows.items():
@@ -222,6 +219,61 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
             _rewrite(repro, budget, runs, results, command, final=False)
     found, page = _rewrite(repro, budget, runs, results, command)
     return {"results": found, "claims": judged(repro, found, budget), "page": page}
+
+
+def _check(repro: Reproduction, budget: str, only=()) -> dict:
+    """The rows of ``repro`` at ``budget``; a budget or ``--only`` row it does not have is refused by name."""
+    if budget not in BUDGETS:
+        raise ConfigError(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if budget not in repro.budgets:
+        raise ConfigError(f"--budget {budget} is not a budget of {repro.name}; its budgets: {', '.join(repro.budgets)}")
+    rows = repro.rows(budget)
+    unknown = [r for r in only if r not in rows]
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]!r} is not a row of {repro.name}; its rows: {', '.join(rows)}")
+    return rows
+
+
+def amend(repro: Reproduction, *, budget: str, runs, results, command: str = "", log=print) -> dict:
+    """Add to each finished record of ``budget`` the numbers it was made without (``repro.amend``),
+    computed from its trained run where this machine still has one, then rewrite the page.
+
+    Nothing is trained and no number a record has changes. An amended record is written to its
+    ``row.json`` (made for a record that only the page kept), with ``amended``: the keys added and the
+    command. A record whose run is gone stays as it was; the page shows how many records have each key.
+    Returns ``{"amended": [(row, seed)], "missing": [(row, seed)], "page": Path}``.
+    """
+    if repro.amend is None:
+        raise ConfigError(f"--amend: {repro.name} keeps every number its records need; nothing to amend")
+    rows = _check(repro, budget)
+    page = page_record(repro, results, budget) or {}
+    done, missing = [], []
+    for row, per_seed in collect(repro, runs, budget, results).items():
+        for seed, numbers in sorted(per_seed.items()):
+            folder = row_dir(runs, repro.name, budget, row, seed)
+            extra = repro.amend(row, rows[row], seed, folder, budget, numbers)
+            if extra is None:
+                missing.append((row, seed))
+                continue
+            new = {k: v for k, v in extra.items() if k not in numbers}
+            if not new:
+                continue
+            path = folder / ROW_FILE
+            record = current(repro, path, budget) or {
+                "paper": repro.name, "row": row, "seed": seed, "budget": budget, "settings": rows[row],
+                "protocol": repro.protocol_of(budget), "wall_s": numbers["wall_s"], "command": page.get("command", ""),
+                "numbers": {k: v for k, v in numbers.items() if k != "wall_s"}}
+            record["numbers"] = {**record["numbers"], **new}
+            record["amended"] = record.get("amended", []) + [{"keys": sorted(new), "command": command}]
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(record, indent=2, default=float) + "\n")
+            done.append((row, seed))
+            log(f"[{repro.name}] {row} seed {seed}: added {', '.join(sorted(new))}")
+    if missing:
+        log(f"[{repro.name}] {len(missing)} record(s) left as they were (their runs are not under {runs}): "
+            + ", ".join(f"{r} seed {s}" for r, s in missing))
+    _, path = _rewrite(repro, budget, runs, results, page.get("command", command))
+    return {"amended": done, "missing": missing, "page": path}
 
 
 def _rewrite(repro: Reproduction, budget: str, runs, results, command: str, final: bool = True):

@@ -212,8 +212,38 @@ def disentanglement(run_dir: Path, budget: str, seed: int, beta_vae_classifier: 
                 "train_s": rep.get("training", {}).get("train_seconds") or float("nan"),
                 # the latent × factor MI matrix (nats) and the factors' entropies: the page's figure
                 "mi": m["mutual_information"]["matrix"], "mi_factors": m["mutual_information"]["factors"],
-                "factor_entropy": m["mutual_information"].get("factor_entropy")}
+                "factor_entropy": m["mutual_information"].get("factor_entropy"),
+                # each latent's variance of its posterior mean over the same codes (active units)
+                "code_var": m["active_units"]["variance"]}
     return cached(run_dir, f"disentanglement_{beta_vae_classifier}", compute)
+
+
+def code_variance(run_dir: Path, budget: str, seed: int, mig: float | None = None) -> dict:
+    """``{"code_var": [...]}``: each latent's variance of its posterior mean over the codes that
+    :func:`disentanglement` drew for MIG (same run, same seed, same draw), for a record made before its
+    evaluation kept them. ``mig``: the record's MIG; the codes must give it again (within 1e-6), else
+    they are not the record's codes and nothing is returned but an error."""
+    from ..metrics import active_units, mig as mig_of
+    from ..report import Evaluation
+
+    ev = Evaluation(run_dir, full=budget == "gpu", device="cpu", seed=seed, sizes=SIZES[budget])
+    with torch.no_grad():
+        codes, factors = ev.codes_of(ev.train, ev.sizes["codes_train"], 1)
+    if mig is not None and not abs(mig_of(codes, factors) - mig) <= 1e-6:
+        raise ConfigError(f"the codes of {run_dir} give MIG {mig_of(codes, factors):.6f}, the record {mig:.6f}: "
+                          "they are not the codes the record was evaluated on; re-run the row instead")
+    return {"code_var": active_units(codes)["variance"]}
+
+
+def _amend_baseline(row, settings, seed, folder, budget, numbers, base=None):
+    """What a baselines record lacks (:func:`code_variance`), from its stored run; None if the run is
+    not on this machine."""
+    if "code_var" in numbers:
+        return {}
+    run_dir = store_dir(runs_root(folder), budget, settings, seed, base)
+    if not (run_dir / CHECKPOINT).is_file():
+        return None
+    return code_variance(run_dir, budget, seed, numbers.get("mig"))
 
 
 # -- claim 1: the baselines -------------------------------------------------------------------------
@@ -249,15 +279,40 @@ def _run_baseline_lr1e3(row, settings, seed, folder, budget):
     return disentanglement(trained(runs_root(folder), budget, settings, seed, base), budget, seed)
 
 
+def _amend_baseline_lr1e3(row, settings, seed, folder, budget, numbers):
+    return _amend_baseline(row, settings, seed, folder, budget, numbers, CPU64_LR1E3 if budget == "cpu64" else None)
+
+
 def _protocol_lr1e3(budget: str) -> dict:
     return {"train": CPU64_LR1E3, "eval": SIZES["cpu64"]} if budget == "cpu64" else protocol(budget)
 
 
+def active_latents(numbers: dict):
+    """A record's active latents (Burda et al. 2016: variance of the posterior mean > ACTIVE_AT), as a
+    boolean per latent, or None when the record predates ``code_var``."""
+    import numpy as np
+
+    from ..metrics import ACTIVE_AT
+
+    return None if "code_var" not in numbers else np.asarray(numbers["code_var"], float) > ACTIVE_AT
+
+
+def _active_column(results, name) -> str:
+    """Mean ± std of the active-unit counts of ``name``'s records, and how many records keep them when
+    some do not."""
+    counts = [int(a.sum()) for a in map(active_latents, (n for _, n in sorted(results[name].items()))) if a is not None]
+    shown = fmt(counts, 1)
+    return shown if len(counts) in (0, len(results[name])) else f"{shown} ({len(counts)} of {len(results[name])} records)"
+
+
 def _baselines_page(results, budget):
-    header = ["model", "n"] + [label for _, label in METRICS] + ["train min"]
+    active = any(active_latents(n) is not None for per_seed in results.values() for n in per_seed.values())
+    header = ["model", "n"] + [label for _, label in METRICS] + ["active units"] * active + ["train min"]
     rows = [[name, str(len(results[name]))] + [fmt(column(results, name, k), 4 if k == "recon_l2" else 3) for k, _ in METRICS]
+            + [_active_column(results, name)] * active
             + [fmt([v / 60 for v in column(results, name, "train_s")], 1)] for name in BASELINES if name in results]
-    ref = ["disentanglement_lib on dSprites, approximate range (Locatello et al. 2019, violin plots)", ""] + [REFERENCE.get(k, "") for k, _ in METRICS] + [""]
+    ref = (["disentanglement_lib on dSprites, approximate range (Locatello et al. 2019, violin plots)", ""]
+           + [REFERENCE.get(k, "") for k, _ in METRICS] + [""] * active + [""])
     mi = _mi_table(results)
     return table(header, rows + [ref]) + ("\n" + mi if mi else "")
 
@@ -535,28 +590,47 @@ CODES_AT = 0.2
 
 def _mi_table(results) -> str:
     """Per model (one seed), the largest share of each factor's entropy that any one latent carries."""
-    rows, names = [], None
+    from ..metrics import ACTIVE_AT
+
+    rows, names, shown = [], None, []
     for name in BASELINES:
         seed = _mi_seed(results, name)
         if seed is None:
             continue
         n = results[name][seed]
         names = names or n["mi_factors"]
-        share = normalised_mi(n)
+        share, active = normalised_mi(n), active_latents(n)
+        shown.append(active is not None)
+        z = (lambda j: f"z{j}") if active is None else (lambda j: f"z{j}" + ("" if active[j] else "†"))  # noqa: E731
         best, where = share.max(0), share.argmax(0)
         by_latent = {}  # the coded factors grouped by the latent that carries each: a shared latent is entangled
         for f, b, j in zip(n["mi_factors"], best, where):
             if b >= CODES_AT:
                 by_latent.setdefault(int(j), []).append(f)
-        coded = "; ".join(f"z{j}: {' + '.join(fs)}" for j, fs in sorted(by_latent.items()))
-        rows.append([name, str(seed)] + [f"{b:.2f} (z{j})" for b, j in zip(best, where)] + [coded or "none"])
+        coded = "; ".join(f"{z(j)}: {' + '.join(fs)}" for j, fs in sorted(by_latent.items()))
+        on = "–" if active is None else (", ".join(f"z{j}" for j in range(len(active)) if active[j]) or "none")
+        rows.append([name, str(seed)] + [f"{b:.2f} ({z(j)})" for b, j in zip(best, where)] + [coded or "none"]
+                    + [on] * any_active(results))
     if not rows:
         return ""
+    active_note = (f" The active latents are those whose posterior mean varies over the data by more than "
+                   f"{ACTIVE_AT:g} (Burda et al. 2016, §5.2), the only ones the decoder gets a signal from; † marks "
+                   f"an inactive one: its MI is the 20-bin histogram reading the small wiggles of a mean the decoder "
+                   f"ignores, not a code." if any(shown) else "")
+    if any(shown) and not all(shown):
+        active_note += f" {shown.count(False)} of the {len(shown)} records shown predate the active units (–)."
     return (f"**What each model codes** (one seed each, 10,000 codes): the largest share of a factor's entropy "
             f"that one latent carries, max_j I(z_j; v_k) / H(v_k), and that latent; a model codes a factor where "
-            f"the share is ≥ {CODES_AT}. The last column groups the coded factors by their latent: factors that "
-            f"share one are coded together, not apart.\n\n"
-            + table(["model", "seed"] + list(names) + [f"codes (≥ {CODES_AT}), by latent"], rows))
+            f"the share is ≥ {CODES_AT}. The codes column groups the coded factors by their latent: factors that "
+            f"share one are coded together, not apart.{active_note}\n\n"
+            + table(["model", "seed"] + list(names) + [f"codes (≥ {CODES_AT}), by latent"]
+                    + ["active latents"] * any_active(results), rows))
+
+
+def any_active(results) -> bool:
+    """Whether a record shown in the codes table keeps its active units (the table's last column)."""
+    return any(active_latents(results[name][seed]) is not None
+               for name in BASELINES if (seed := _mi_seed(results, name)) is not None)
 
 
 def _baselines_figures(results, out, budget, runs=None, prefix="baselines"):
@@ -576,13 +650,21 @@ def _baselines_figures(results, out, budget, runs=None, prefix="baselines"):
         m = normalised_mi(n)
         im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(m.shape[1]), n["mi_factors"], rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(m.shape[0]), [f"z{i}" for i in range(m.shape[0])], fontsize=7)
+        active = active_latents(n)
+        ax.set_yticks(range(m.shape[0]), [f"z{i}" + ("" if active is None or active[i] else "†") for i in range(m.shape[0])],
+                      fontsize=7)
+        if active is not None:  # an inactive latent's label in grey: its MI is not a code
+            for label, on in zip(ax.get_yticklabels(), active):
+                label.set_color("black" if on else "0.6")
         ax.set_title(f"{name}, seed {seed}", fontsize=8)
         for (i, j), v in np.ndenumerate(m):
             if v >= 0.1:
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5, color="black" if v > 0.6 else "white")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="I(z_j; v_k) / H(v_k)")
-    fig.suptitle(f"Latent × factor mutual information, normalised by the factor's entropy ({budget})", fontsize=9)
+    inactive = ("; † grey: inactive latent" if any(active_latents(results[name][seed]) is not None for name, seed in shown)
+                else "")
+    fig.suptitle(f"Latent × factor mutual information, normalised by the factor's entropy ({budget}{inactive})",
+                 fontsize=9)
     name = f"{prefix}_mi_{budget}.png"
     atomic_save_figure(fig, out / name, dpi=110, metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
@@ -594,7 +676,7 @@ BASELINES_REPRO = Reproduction(
     rows=lambda budget: dict(BASELINES), run=_run_baseline, page=_baselines_page,
     claims=lambda results, budget: _baselines_claims(results, budget, PILOT64_SEEDS if budget == "cpu64" else ()),
     protocol=protocol, seeds=(0, 1, 2, 3, 4), budgets=("tiny", "cpu64", "gpu"), appendix=_pilot_appendix,
-    figures=_baselines_figures,
+    figures=_baselines_figures, amend=_amend_baseline,
     notes={**SHAPES_NOTE, "cpu64": CPU64_NOTE})
 #: The 32×32 reading of claim 1, kept as a second, labelled page (``results/baselines32.md``).
 BASELINES32_REPRO = Reproduction(
@@ -607,7 +689,8 @@ BASELINES64_LR1E3_REPRO = Reproduction(
     "baselines64_lr1e-3", "Claim 1, second reading: the baselines on 64×64 procedural dSprites at lr 1e-3 "
     "(superseded by the 64×64 page at lr 1e-4)",
     rows=lambda budget: dict(BASELINES), run=_run_baseline_lr1e3, page=_baselines_page, claims=_baselines_claims,
-    protocol=_protocol_lr1e3, seeds=(0, 1, 2, 3, 4), budgets=("tiny", "cpu64"), figures=functools.partial(_baselines_figures, prefix="baselines64_lr1e-3"),
+    protocol=_protocol_lr1e3, seeds=(0, 1, 2, 3, 4), budgets=("tiny", "cpu64"), amend=_amend_baseline_lr1e3,
+    figures=functools.partial(_baselines_figures, prefix="baselines64_lr1e-3"),
     notes={"cpu64": _cpu64_note(
         PILOT64_FIRST_LR, "the budget's first rate, which the pilot on the 64×64 page `baselines.md` replaced "
         f"by {BASE['cpu64']['lr']:g}", "These runs stay as they were, a labelled second reading; the steps and "
