@@ -13,7 +13,7 @@ from sklearn.metrics import mutual_info_score
 from torch import nn
 
 from inference import TermsELBO, fit
-from inference.metrics.conditioning import (conditioning_measures, downstream_table, mlp_accuracy,
+from inference.metrics.conditioning import (conditioning_measures, downstream_table, mlp_accuracy, mlp_fit,
                                             normalised_code_mi)
 from inference.metrics.information import discretize
 from inference.papers.msvae import (EXPERIMENT_MODELS, QUICK, TABLE_COLUMNS, VARIANTS, big_family_pair,
@@ -317,6 +317,44 @@ def test_mlp_probe_reads_a_factor_in_c_and_not_noise():
     table = downstream_table({"c": c[:400], "z": z[:400]}, {"c": c[400:], "z": z[400:]},
                              labels[:400, None], labels[400:, None], hidden=(16,))
     assert table["C"][0] > 0.95 and table["C+Z"][0] > 0.9 and table["Z"][0] < 0.5
+
+
+def test_mlp_read_out_records_a_fit_that_stops_unconverged_without_changing_its_accuracy():
+    """Issue 24 item 4: no ConvergenceWarning is silenced. The MLP read-out keeps its fixed epoch
+    budget, so its accuracy is exactly that of the same scikit-learn pipeline fitted with the warning
+    ignored (as before); what changes is that a fit which stopped unconverged is counted and named."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 300)
+    c = labels[:, None] + 0.3 * rng.normal(size=(300, 2))
+    z = rng.normal(size=(300, 2))
+    plain = make_pipeline(StandardScaler(), MLPClassifier((8,), max_iter=2, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        expected = plain.fit(c[:200], labels[:200]).score(c[200:], labels[200:])
+    assert mlp_fit(c[:200], labels[:200], c[200:], labels[200:], hidden=(8,), max_iter=2) == (expected, False)
+    with pytest.warns(ConvergenceWarning, match="1 of 1 MLP"):
+        assert mlp_accuracy(c[:200], labels[:200], c[200:], labels[200:], hidden=(8,), max_iter=2) == expected
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = downstream_table({"c": c[:200], "z": z[:200]}, {"c": c[200:], "z": z[200:]},
+                                 labels[:200, None], labels[200:, None], hidden=(8,), max_iter=2)
+    said = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert (table.fits, table.unconverged) == (3, 3) and len(said) == 1 and "3 of 3" in str(said[0].message)
+    assert table["C"][0] == expected
+    # given the epochs it needs, the same fit converges and nothing is said
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = downstream_table({"c": c[:200]}, {"c": c[200:]}, labels[:200, None], labels[200:, None],
+                                 hidden=(8,), max_iter=5000)
+    assert (table.fits, table.unconverged) == (1, 0)
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
 
 
 def test_big_baseline_matches_parameter_count_and_traversal_codes():

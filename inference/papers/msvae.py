@@ -360,6 +360,8 @@ class _Table:
             row.update(ev.conditioning(*msvae, self.seed + 2))
         table = downstream_table(probe, codes, ev.f_probe.numpy(), ev.f_eval.numpy(), hidden=self.s["mlp"],
                                  max_iter=self.s["mlp_iter"], seed=self.seed)
+        # the MLPs that hit their epoch budget unconverged: counted in the record, never silenced
+        row["mlp_unconverged"], row["mlp_fits"] = table.unconverged, table.fits
         for k, acc in table.items():
             row[f"acc_{k}"] = float(acc.mean())
             row[f"acc_{k}_coarse"] = float(acc[self.coarse].mean())
