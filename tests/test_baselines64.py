@@ -11,7 +11,7 @@ import pytest
 
 from inference.errors import ConfigError
 from inference.reproduce import reproduce
-from inference.reproduce import shapes
+from inference.reproduce import driver, shapes
 
 TINY64 = dict(data="dsprites", resolution=64, net="conv64", steps=6, batch_size=8, lr=1e-4, log_every=3,
               checkpoint_every=3)
@@ -230,6 +230,7 @@ def test_amend_adds_the_active_units_of_old_records_from_their_runs_and_changes_
     kept = json.loads((results / "baselines.json").read_text())["records"]["VAE"]["0"]
     assert len(kept["code_var"]) == 10 and "active units" in (results / "baselines.md").read_text()
     row_file = runs / "baselines" / "cpu64" / "VAE" / "seed_0" / "row.json"
+    assert json.loads(row_file.read_text())["device"] == driver.device_name()  # where it trained
 
     def as_made_before(drop_row_file: bool):
         """The record as an older evaluation made it: no code_var, in the page and in its row file."""
@@ -281,3 +282,26 @@ def test_the_codes_reading_marks_a_latent_the_decoder_gets_no_signal_from():
     inactive = {**record, "mi": (share[[1, 0, 2]] * np.asarray(entropy)).tolist()}  # shape's best latent is z0 now
     assert "| VAE | 0 | 0.60 (z0†) | 0.25 (z2) | z0†: shape; z2: pos_x | z1, z2 |" in shapes._mi_table({"VAE": {0: inactive}})
     assert "1 of the 2 records shown predate the active units" in text
+
+
+def test_a_record_trained_on_a_gpu_is_never_counted_as_cpu_time(tmp_path):
+    """A reproduction run on a machine with CUDA trains there (``train_run``'s default device), and its
+    record keeps the device: its minutes go to a GPU line, not into CPU-hours or the CPU training column."""
+    from pathlib import Path
+
+    from inference.reproduce import PAPERS, write_index
+    from inference.reproduce.driver import write_page
+    committed = json.loads((Path(__file__).resolve().parents[1] / "results" / "baselines.json").read_text())
+    vae = {int(s): n for s, n in committed["records"]["VAE"].items() if int(s) in (0, 1)}
+    vae[1] = {**vae[1], "device": "cuda (Fake GPU)", "train_s": 120.0, "wall_s": 150.0}
+    cpu_s = max(vae[0]["wall_s"], vae[0]["train_s"])
+    results = tmp_path / "results"
+    write_page(PAPERS["baselines"], {"VAE": vae}, budget="cpu64", results=results, command="", runs=tmp_path / "runs")
+    page = json.loads((results / "baselines.json").read_text())
+    assert page["wall_s"] == pytest.approx(cpu_s) and page["gpu_wall_s"] == {"cuda (Fake GPU)": 150.0}
+    text = (results / "baselines.md").read_text()
+    assert f"{cpu_s / 60:.1f} minutes of runs" in text and "and 2.5 minutes of runs trained on cuda (Fake GPU)" in text
+    assert f"| {vae[0]['train_s'] / 60:.1f} ± 0.0 (1 seed) (1 trained on a GPU left out) |" in text
+    index = write_index(results).read_text()
+    assert f"| {cpu_s / 3600:.2f} (and {150 / 3600:.2f} GPU-hours) |" in index
+    assert f"{cpu_s / 3600:.2f} CPU-hours (one core per run), and {150 / 3600:.2f} GPU-hours." in index

@@ -14,7 +14,7 @@ import pytest
 from inference.cli import run_main
 from inference.errors import ConfigError
 from inference.reproduce import PAPERS, Claim, Reproduction
-from inference.reproduce.driver import collect, fmt, relative_command, reproduce, shown_path, stats, write_index
+from inference.reproduce.driver import collect, device_name, fmt, relative_command, reproduce, shown_path, stats, write_index
 from inference.reproduce.stats import two_arm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +84,9 @@ def test_a_page_keeps_its_records_so_a_clean_clone_rewrites_it_the_same(tmp_path
     shutil.rmtree(runs)  # the session's run folder is gone; results/ is what was committed
     out = reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
     assert len(calls) == 4  # nothing ran again: the page's records count as finished
-    assert out["results"]["b"] == {0: {"score": 10, "wall_s": pytest.approx(0, abs=1)},
-                                   1: {"score": 11, "wall_s": pytest.approx(0, abs=1)}}
+    here = device_name()  # each record keeps where it was trained
+    assert out["results"]["b"] == {0: {"score": 10, "wall_s": pytest.approx(0, abs=1), "device": here},
+                                   1: {"score": 11, "wall_s": pytest.approx(0, abs=1), "device": here}}
     assert (results / "toy.md").read_text() == page
     assert json.loads((results / "toy.json").read_text())["claims"] == claims
     # a page of another protocol lends no records

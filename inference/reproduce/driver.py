@@ -142,6 +142,21 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def device_name() -> str:
+    """Where this process trains a reproduction's runs (:func:`inference.runs.train_run` takes CUDA when
+    the machine has it): ``cpu``, or ``cuda (<GPU name>)``. Each record keeps it: a GPU's minutes are not
+    CPU-hours."""
+    import torch
+
+    return f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu"
+
+
+def on_cpu(numbers: dict) -> bool:
+    """Whether a record's run was trained on a CPU (records from before devices were kept were: no GPU
+    had been lent to this project when they were made)."""
+    return numbers.get("device", "cpu") == "cpu"
+
+
 def row_dir(runs: Path, paper: str, budget: str, row: str, seed: int) -> Path:
     return Path(runs) / paper / budget / row / f"seed_{seed}"
 
@@ -180,7 +195,8 @@ def collect(repro: Reproduction, runs: Path, budget: str, results: Path | None =
             record = current(repro, path, budget)
             if record is None:
                 continue
-            out.setdefault(row, {})[int(record["seed"])] = record["numbers"] | {"wall_s": record["wall_s"]}
+            out.setdefault(row, {})[int(record["seed"])] = (record["numbers"] | {"wall_s": record["wall_s"]}
+                                                            | ({"device": record["device"]} if "device" in record else {}))
     return out
 
 
@@ -210,7 +226,7 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
             numbers = repro.run(row, settings, seed, folder, budget)
             record = {"paper": repro.name, "row": row, "seed": seed, "budget": budget, "settings": settings,
                       "protocol": repro.protocol_of(budget), "numbers": numbers, "wall_s": time.perf_counter() - t0,
-                      "command": command}
+                      "device": device_name(), "command": command}
             atomic_write_text(folder / ROW_FILE, json.dumps(record, indent=2, default=float) + "\n")
             log(f"[{repro.name}] {row} seed {seed}: " + ", ".join(
                 f"{k}={v:.4g}" for k, v in numbers.items() if isinstance(v, (int, float))))
@@ -262,7 +278,8 @@ def amend(repro: Reproduction, *, budget: str, runs, results, command: str = "",
             record = current(repro, path, budget) or {
                 "paper": repro.name, "row": row, "seed": seed, "budget": budget, "settings": rows[row],
                 "protocol": repro.protocol_of(budget), "wall_s": numbers["wall_s"], "command": page.get("command", ""),
-                "numbers": {k: v for k, v in numbers.items() if k != "wall_s"}}
+                "numbers": {k: v for k, v in numbers.items() if k not in ("wall_s", "device")},
+                **({"device": numbers["device"]} if "device" in numbers else {})}
             record["numbers"] = {**record["numbers"], **new}
             record["amended"] = record.get("amended", []) + [{"keys": sorted(new), "command": command}]
             folder.mkdir(parents=True, exist_ok=True)
@@ -340,7 +357,10 @@ def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, 
     """``results/<paper>.md`` (tables, claims, command, seeds, wall time, budget) and ``<paper>.json``."""
     results.mkdir(parents=True, exist_ok=True)
     seeds = sorted({s for per_seed in found.values() for s in per_seed})
-    wall = sum(row_seconds(n) for per_seed in found.values() for n in per_seed.values())
+    wall = sum(row_seconds(n) for per_seed in found.values() for n in per_seed.values() if on_cpu(n))
+    gpu = {}  # GPU records' seconds by device: never counted as CPU time
+    for n in (n for per_seed in found.values() for n in per_seed.values() if not on_cpu(n)):
+        gpu[n["device"]] = gpu.get(n["device"], 0.0) + row_seconds(n)
     claims = judged(repro, found, budget)
     figures = repro.figures(found, results, budget, runs=runs) if repro.figures and found else []
     asked = sorted(repro.seeds)
@@ -355,6 +375,8 @@ def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, 
                 if missing else ""),
              f"- Wall time: {wall / 60:.1f} minutes of runs (one process each, summed; a trained run reused "
              f"from the run store counts its training time), "
+             + "".join(f"and {t / 60:.1f} minutes of runs trained on {d}, " for d, t in sorted(gpu.items()))
+             + 
              f"run directories under `{shown_path(runs, results.parent)}/{repro.name}/{budget}`.", ""]
     lines += [repro.page(found, budget), ""]
     if repro.appendix is not None:
@@ -367,6 +389,7 @@ def write_page(repro: Reproduction, found: dict, *, budget: str, results: Path, 
     atomic_write_text(path, "\n".join(lines))
     atomic_write_text(results / f"{repro.name}.json", json.dumps(
         {"paper": repro.name, "title": repro.title, "budget": budget, "seeds": seeds, "wall_s": wall,
+         **({"gpu_wall_s": gpu} if gpu else {}),
          "command": relative_command(command, results.parent), "claims": [c.__dict__ for c in claims],
          "protocol": repro.protocol_of(budget),
          "records": {row: {str(s): numbers for s, numbers in sorted(per_seed.items())}
@@ -402,7 +425,7 @@ def write_index(results: Path) -> Path:
     """``RESULTS.md`` beside ``results/``: a header generated from the pages' records (budget, seeds,
     records per row, CPU time) and every page's claims in one verdict table. No hand-typed number."""
     rows, header = [], []
-    wall = 0.0
+    wall = gpu_wall = 0.0
     for path in sorted(results.glob("*.json")):  # the pages' claims, one file per paper
         page = json.loads(path.read_text())
         if "claims" not in page or "paper" not in page:  # a record file that is no page (e.g. a pilot's)
@@ -419,8 +442,10 @@ def write_index(results: Path) -> Path:
             counts = sorted({len(per_seed) for per_seed in records.values()})
             n = (f"{len(records)} rows, {'–'.join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts))}"
                  f" seeds per row ({sum(len(v) for v in records.values())} records)")
+        gpu = sum(page.get("gpu_wall_s", {}).values())
+        gpu_wall += gpu
         header.append([link, f"`{page.get('budget', '?')}`", ", ".join(map(str, page.get("seeds", []))) or "–", n,
-                       f"{page.get('wall_s', 0.0) / 3600:.2f}"])
+                       f"{page.get('wall_s', 0.0) / 3600:.2f}" + (f" (and {gpu / 3600:.2f} GPU-hours)" if gpu else "")])
         for c in page["claims"]:
             if records is None:  # no stated test can be run without per-seed records: no verdict stands
                 rows.append([link, c["claim"], c["paper"], c["ours"], "**inconclusive**",
@@ -442,13 +467,14 @@ def write_index(results: Path) -> Path:
             "per arm that would detect the observed difference.", "",
             "What stands behind each page (from its records):", "",
             table(["page", "budget", "seeds", "records", "CPU-hours"], header),
-            f"Total run time behind this page: {wall / 3600:.2f} CPU-hours (one core per run).", "",
+            f"Total run time behind this page: {wall / 3600:.2f} CPU-hours (one core per run)"
+            + (f", and {gpu_wall / 3600:.2f} GPU-hours." if gpu_wall else "."), "",
             table(["paper", "claim", "paper's number", "ours", "verdict", "why"], rows)]
     path = results.parent / "RESULTS.md"
     atomic_write_text(path, "\n".join(text))
     return path
 
 
-__all__ = ["Claim", "Reproduction", "BUDGETS", "VERDICTS", "stats", "column", "per_seed", "fmt", "table",
+__all__ = ["device_name", "on_cpu", "Claim", "Reproduction", "BUDGETS", "VERDICTS", "stats", "column", "per_seed", "fmt", "table",
            "row_dir", "current", "page_record", "collect", "refuse_legacy", "reproduce", "judged", "write_page", "write_index",
            "shown_path", "relative_command"]
