@@ -1,6 +1,6 @@
 """Amortized guides, one per generative story, and their encoder networks."""
 
-from .nets import Conv64Encoder, MLPEncoder, make_encoder
+from .nets import Conv64DLEncoder, Conv64Encoder, MLPEncoder, make_encoder
 from .vae import VAEGuide
 
-__all__ = ["Conv64Encoder", "MLPEncoder", "make_encoder", "VAEGuide"]
+__all__ = ["Conv64DLEncoder", "Conv64Encoder", "MLPEncoder", "make_encoder", "VAEGuide"]

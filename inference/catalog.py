@@ -55,9 +55,12 @@ BASELINE_SPECS = [
               {"alpha": 1.0, "beta": 4.0, "gamma": 15.0,  # dpVAE supplement Table 1 (β-TC-VAE)
                "estimator": "mss"},                        # Chen et al. 2018 recommend MSS
               "β-TCVAE (Chen et al. 2018): α·MI + β·TC + γ·dim-KL, estimator mss or mws"),
-    ModelSpec("factor", _vae_objective(lambda c: FactorELBO(gamma=c["gamma"], latent_dim=int(c["latent_dim"]))),
-              {"gamma": 1000.0},  # dpVAE supplement Table 1 (FactorVAE)
-              "FactorVAE (Kim & Mnih 2018): γ·TC by a 5×1000 discriminator trained alongside"),
+    ModelSpec("factor", _vae_objective(lambda c: FactorELBO(gamma=c["gamma"], latent_dim=int(c["latent_dim"]),
+                                                            kind=c.get("discriminator", "dpvae"))),
+              # γ: dpVAE supplement Table 1; discriminator: "dpvae" (its §3, 5×1000, half batches) or "dl"
+              # (disentanglement_lib's fc_discriminator and step: 6×1000, TF init, the whole batch)
+              {"gamma": 1000.0, "discriminator": "dpvae"},
+              "FactorVAE (Kim & Mnih 2018): γ·TC by a 5×1000 (or disentanglement_lib's 6×1000) discriminator trained alongside"),
     ModelSpec("dip1", _vae_objective(lambda c: DIPELBO("i", c["lambda_od"], c["lambda_d"],
                                                        momentum=c["dip_momentum"])),
               {"lambda_od": 10.0, "lambda_d": 100.0,  # DIP-VAE: λ_d = 10·λ_od for DIP-I

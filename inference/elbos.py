@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from ppl_models.nets import mlp
+from ppl_models.nets import mlp, tf_default_init_
 
 from .elbo import TermsELBO
 from .penalties import (capacity_schedule, density_ratio_loss, dip_covariance, dip_matrix_penalty, mmd,
@@ -167,9 +167,21 @@ def permute_dims(z: torch.Tensor) -> torch.Tensor:
     return z.gather(0, order)
 
 
-def factor_discriminator(latent_dim: int) -> nn.Module:
-    """[7] §3: five fully connected layers of 1000 units, each followed by LeakyReLU(0.2); 2 logits."""
-    return mlp([latent_dim] + [1000] * 5 + [2], activation=lambda: nn.LeakyReLU(0.2))
+#: FactorVAE's discriminator and its training step, by the reference each follows:
+#: "dpvae": [7] §3, five hidden layers of 1000, PyTorch's init, trained on the step's batch split in
+#: halves (the first half's codes against the second half's, permuted: a stand-in for [4]'s second batch);
+#: "dl": disentanglement_lib's ``fc_discriminator`` ([4] Appendix A: six hidden layers of 1000; TF's
+#: init) trained on the whole batch's codes against the same codes permuted across the batch
+#: (``methods/unsupervised/vae.py``, FactorVAE).
+DISCRIMINATORS = {"dpvae": dict(layers=5, batch="half", init="torch"), "dl": dict(layers=6, batch="full", init="tf")}
+
+
+def factor_discriminator(latent_dim: int, kind: str = "dpvae") -> nn.Module:
+    """Fully connected layers of 1000 units, each followed by LeakyReLU(0.2); 2 logits
+    (:data:`DISCRIMINATORS`: five for [7] §3, six for [4] and disentanglement_lib, with TF's init)."""
+    spec = DISCRIMINATORS[kind]
+    net = mlp([latent_dim] + [1000] * spec["layers"] + [2], activation=lambda: nn.LeakyReLU(0.2))
+    return tf_default_init_(net) if spec["init"] == "tf" else net
 
 
 class FactorELBO(TermsELBO):
@@ -177,23 +189,28 @@ class FactorELBO(TermsELBO):
 
     The discriminator D (logit 0: "a draw of q(z)", logit 1: "permuted") is trained in
     :meth:`step_update` (inside ``loss_and_grads``: under ``pyro.infer.SVI`` as under ``fit``) by its
-    own Adam (lr 1e-4, betas (0.5, 0.9): [4] §4 / Appendix) on the batch
-    the VAE step just used, split in halves: the first half's codes as q(z) draws, the second half's
-    with each dimension permuted across the half as draws of Π q(z_j) (Kim & Mnih draw a second
-    batch; a half is its stand-in without a second encoder pass). Its weights and optimiser state
-    are in :meth:`state_dict`. γ = 1000: [7] Table 1. Logs ``tc`` and ``discriminator`` (D's loss).
+    own Adam (lr 1e-4, betas (0.5, 0.9): [4] §4 / Appendix) on the codes the VAE step just used.
+    ``kind`` (:data:`DISCRIMINATORS`): ``"dpvae"`` splits the batch in halves, the first half's codes
+    as q(z) draws, the second half's with each dimension permuted across the half as draws of
+    Π q(z_j) (Kim & Mnih draw a second batch; a half is its stand-in without a second encoder pass),
+    with [7]'s five layers; ``"dl"`` is disentanglement_lib's: six layers, TF's init, the whole
+    batch's codes against the same codes permuted. Its weights and optimiser state are in
+    :meth:`state_dict`. γ = 1000: [7] Table 1. Logs ``tc`` and ``discriminator`` (D's loss).
     """
 
     def __init__(self, gamma: float = 1000.0, discriminator: nn.Module | None = None,
                  latent_dim: int | None = None, lr: float = 1e-4, betas=(0.5, 0.9),
-                 site: str | None = None, **kwargs):
+                 site: str | None = None, kind: str = "dpvae", **kwargs):
         super().__init__(sites=site, **kwargs)
+        if kind not in DISCRIMINATORS:
+            raise ValueError(f"FactorVAE discriminator must be one of {', '.join(DISCRIMINATORS)}, got {kind!r}")
+        self.kind = kind
         self.gamma = _non_negative("gamma", gamma)
         self.lr, self.betas = _positive("lr", lr), tuple(betas)
         self.discriminator = self.optimizer = None
         self._device = None
         if discriminator is None and latent_dim is not None:
-            discriminator = factor_discriminator(latent_dim)
+            discriminator = factor_discriminator(latent_dim, kind)
         if discriminator is not None:
             self._set_discriminator(discriminator)
 
@@ -211,7 +228,7 @@ class FactorELBO(TermsELBO):
         z = read_site(self, model_trace, guide_trace)[0]
         if self.discriminator is None:
             self._device = z.device
-            self._set_discriminator(factor_discriminator(z.shape[1]))
+            self._set_discriminator(factor_discriminator(z.shape[1], self.kind))
         logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
         return self.gamma * tc, {"tc": tc}
@@ -222,10 +239,13 @@ class FactorELBO(TermsELBO):
         half = z.shape[0] // 2
         if half < 1:
             raise ValueError("FactorVAE's discriminator step needs a batch of at least 2")
-        real, fake = z[:half], permute_dims(z[half:2 * half])
+        if DISCRIMINATORS[self.kind]["batch"] == "full":  # disentanglement_lib: the codes and the same, permuted
+            real, fake = z, permute_dims(z)
+        else:
+            real, fake = z[:half], permute_dims(z[half:2 * half])
         logits = self.discriminator(torch.cat([real, fake]))
         # ½(CE(real, 0) + CE(fake, 1)): at the optimum, logit 0 − logit 1 = log q(z)/Π q(z_j)
-        loss = 0.5 * density_ratio_loss(logits[:half], logits[half:])
+        loss = 0.5 * density_ratio_loss(logits[:len(real)], logits[len(real):])
         self.optimizer.zero_grad(set_to_none=True)  # also drops the grads the VAE loss left in D
         loss.backward()
         self.optimizer.step()

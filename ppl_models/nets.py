@@ -39,6 +39,18 @@ class MLPDecoder(nn.Module):
         return out.reshape(*z.shape[:-1], *self.data_shape)
 
 
+def tf_default_init_(module: nn.Module) -> nn.Module:
+    """TensorFlow 1's layer defaults, as disentanglement_lib's nets start: Glorot-uniform weights
+    (bound √(6 / (fan_in + fan_out)), symmetric in the fans, so a transposed conv's swapped fans give
+    TF's bound) and zero biases, for every dense, conv and transposed-conv layer. In place; returns it."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
 class Conv64Decoder(nn.Module):
     """z (..., d) -> (..., C, 64, 64) logits; Burgess et al. 2018, disentanglement_lib ``deconv_decoder``."""
 
@@ -82,8 +94,10 @@ class Conv32Decoder(nn.Module):
         return self.deconv(h).reshape(*batch, self.channels, 32, 32)
 
 
-#: The conv nets by name, with the image side each needs.
-CONV_SIDES = {"conv64": 64, "conv32": 32}
+#: The conv nets by name, with the image side each needs. ``conv64``: Burgess et al. 2018's kernels
+#: with PyTorch's init; ``conv64_dl``: disentanglement_lib's ``conv_encoder``/``deconv_decoder`` as
+#: written (2×2 kernels in the encoder's last two convs, a log-variance head, TF's init).
+CONV_SIDES = {"conv64": 64, "conv32": 32, "conv64_dl": 64}
 
 
 def net_kind(kind: str, data_shape) -> str:
@@ -104,10 +118,12 @@ def net_kind(kind: str, data_shape) -> str:
 
 
 def make_decoder(kind: str, latent_dim: int, data_shape) -> nn.Module:
-    """``kind``: ``"conv64"``, ``"conv32"``, ``"mlp"`` or ``"auto"`` (see :func:`net_kind`)."""
+    """``kind``: ``"conv64"``, ``"conv64_dl"``, ``"conv32"``, ``"mlp"`` or ``"auto"`` (see :func:`net_kind`)."""
     kind = net_kind(kind, data_shape)
     if kind == "conv64":
         return Conv64Decoder(latent_dim, data_shape[0])
+    if kind == "conv64_dl":  # deconv_decoder is Conv64Decoder's layers; TF's init
+        return tf_default_init_(Conv64Decoder(latent_dim, data_shape[0]))
     if kind == "conv32":
         return Conv32Decoder(latent_dim, data_shape[0])
     return MLPDecoder(latent_dim, data_shape)

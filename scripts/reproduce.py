@@ -3,7 +3,8 @@
     python scripts/reproduce.py PAPER [--budget cpu|cpu64|gpu|tiny] [--seeds 0,1,2] [--only ROW]
         [--pages-only | --amend] [--pilot [--lr LR] [--speed]] [--runs DIR] [--results DIR]
 
-PAPER is one of baselines (64×64, budget cpu64), baselines64_lr1e-3 and baselines32 (its second readings: lr 1e-3, 32×32), dip, dpvae,
+PAPER is one of baselines (64×64, budget cpu64), baselines64_v1, baselines64_lr1e-3 and baselines32 (its second readings:
+our first nets, those at lr 1e-3, 32×32), dip, dpvae,
 msvae, vitae, robust (inference.reproduce.PAPERS). ``--pilot``: the 64×64 baselines' pilot (``--lr``: its learning-rate arm). Every
 (row, seed) trains into --runs (default: $REPRODUCE_RUNS, else runs/reproduce beside the work tree,
 so a later session resumes it) and is skipped once finished; the page is rewritten from every

@@ -291,3 +291,34 @@ def test_betatc_lowers_aggregate_tc_on_correlated_data():
         torch.manual_seed(1)
         tcs[name] = _aggregate_tc(guide, x)
     assert tcs["betatc"] < 0.6 * tcs["vae"], tcs
+
+
+def test_disentanglement_libs_factor_discriminator_and_its_whole_batch_step():
+    """kind="dl": disentanglement_lib's fc_discriminator ([4] Appendix A: six layers of 1000, LeakyReLU
+    0.2, 2 logits; TF's init: zero biases) trained on the whole batch's codes against the same codes,
+    each dimension permuted across the batch (methods/unsupervised/vae.py). The loss is recomputed by
+    hand with the same permutation."""
+    from inference.elbos import permute_dims
+    from inference.penalties import density_ratio_loss
+
+    elbo = FactorELBO(gamma=40.0, latent_dim=3, kind="dl")
+    linear = [m for m in elbo.discriminator if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linear] == [1000] * 6 + [2]
+    assert all(torch.count_nonzero(m.bias) == 0 for m in linear)
+    with pytest.raises(ValueError, match="one of dpvae, dl, got 'tf'"):
+        FactorELBO(latent_dim=3, kind="tf")
+    pair, x = OwnPair(), _data()
+    idx = torch.arange(64)
+    pyro.set_rng_seed(1)
+    model_trace, guide_trace = _traces(elbo, pair, x[idx], idx)
+    z = guide_trace.nodes["h"]["value"].detach()
+    reference = FactorELBO(gamma=40.0, latent_dim=3, kind="dl")
+    reference.discriminator.load_state_dict(elbo.discriminator.state_dict())
+    torch.manual_seed(7)
+    elbo.step_update(model_trace, guide_trace, plate_info(guide_trace.nodes["h"]))
+    torch.manual_seed(7)
+    fake = permute_dims(z)
+    assert sorted(fake[:, 0].tolist()) == sorted(z[:, 0].tolist()) and not torch.equal(fake, z)
+    logits = reference.discriminator(torch.cat([z, fake]))  # all 64 against all 64
+    expected = 0.5 * density_ratio_loss(logits[:64], logits[64:])
+    assert elbo.terms["discriminator"].item() == pytest.approx(expected.item(), rel=1e-6)

@@ -11,12 +11,12 @@ from .driver import BUDGETS, Claim, Reproduction, collect, write_index
 from .driver import amend as _amend
 from .driver import reproduce as _reproduce
 from .experiments import MSVAE_REPRO, ROBUST_REPRO, VITAE_REPRO
-from .shapes import BASELINES32_REPRO, BASELINES64_LR1E3_REPRO, BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO, pilot64, pilot64_speed
+from .shapes import BASELINES32_REPRO, BASELINES64_LR1E3_REPRO, BASELINES64_V1_REPRO, BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO, pilot64, pilot64_speed
 from ..errors import ConfigError
 
 #: Every reproduction, by the name ``scripts/reproduce.py`` takes.
 PAPERS: dict[str, Reproduction] = {r.name: r for r in (
-    BASELINES_REPRO, BASELINES64_LR1E3_REPRO, BASELINES32_REPRO, DIP_REPRO, DPVAE_REPRO, MSVAE_REPRO, VITAE_REPRO, ROBUST_REPRO)}
+    BASELINES_REPRO, BASELINES64_V1_REPRO, BASELINES64_LR1E3_REPRO, BASELINES32_REPRO, DIP_REPRO, DPVAE_REPRO, MSVAE_REPRO, VITAE_REPRO, ROBUST_REPRO)}
 
 
 def reproduce(paper: str, *, budget: str = "cpu", runs, results, seeds=None, only=(), command: str = "",
