@@ -26,6 +26,12 @@ BASE_HALF_SIZE = 0.12
 CHUNK = 1024
 #: Centres move over [0.5 - POSITION_SPAN/2, 0.5 + POSITION_SPAN/2] of the image.
 POSITION_SPAN = 0.6
+#: The fraction of pixels on over uniformly drawn factors at 64×64 (tests/test_dsprites.py renders it):
+#: our shapes are smaller than the dSprites file's, whose mean pixel is 0.0425 (DSPRITES_FILE_MEAN_PIXEL).
+MEAN_PIXEL_64 = 0.0258
+#: The mean pixel of deepmind's dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz, as disent's dataset class
+#: records it (``DSpritesData`` normalisation, 0.042494...): the file is not downloaded here.
+DSPRITES_FILE_MEAN_PIXEL = 0.0425
 
 
 class DSprites(GroundTruthData):

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from ppl_data import dsprites as _dsprites
+
 from ..checkpoint import atomic_save_figure, atomic_write_text
 from ..report import evaluate_run
 from ..runs import load_data, load_run, train_run
@@ -404,7 +406,9 @@ NETS_V1 = ("our first conv64 nets (Burgess et al. 2018: four 4×4 stride-2 convs
            "audit found these apart after the runs, and the 64×64 page `baselines.md` now uses disentanglement_lib's")
 #: What still differs from disentanglement_lib's training (each checked; none is a tuning choice).
 DL_DEVIATIONS = (" Still different from disentanglement_lib: procedural dSprites drawn by our renderer, not the "
-                 "dSprites file (the same factor grid; our shapes' outlines and sizes are our own); the loss is the "
+                 "dSprites file (the same factor grid; our shapes' outlines and sizes are our own, and smaller: "
+                 f"{_dsprites.MEAN_PIXEL_64:.1%} of the pixels are on, on average, against the file's "
+                 f"{_dsprites.DSPRITES_FILE_MEAN_PIXEL:.2%}, so each factor moves fewer pixels); the loss is the "
                  "ELBO summed over the dataset (Pyro's plate scale), which Adam's update ignores up to ε; PyTorch's "
                  "Adam applies ε after the bias correction, TF's before; the discriminator's cross-entropy is not "
                  "clipped (TF clips probabilities to [1e-6, 1 − 1e-6]).")
