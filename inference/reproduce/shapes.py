@@ -19,8 +19,11 @@ Budgets (:data:`BASE`):
   MIG 0.032 after 6,000 steps at lr 5e-4, 0.081 after 4,000 and 0.105 after 8,000 at lr 1e-3 (one
   seed); at 5,000 steps and lr 1e-3 the plain VAE had 0.071 ± 0.020, β-VAE 0.050 and FactorVAE
   0.027 (3, 2, 2 seeds): nothing had disentangled. 64×64 with conv64 costs ~4× per step.
-- ``gpu``: disentanglement_lib's protocol (Locatello et al. 2019): 64×64, conv64, lr 1e-4, batch 64,
-  300,000 steps, full-size metrics.
+- ``cpu64``: 64×64 with disentanglement_lib's nets as written (``conv64_dl``), lr 1e-4, batch 64,
+  30,000 steps (:data:`CPU64_STEPS`); its earlier protocols are the second readings
+  :data:`CPU64_V1` (our first conv64 nets) and :data:`CPU64_LR1E3` (those at lr 1e-3).
+- ``gpu``: disentanglement_lib's protocol (Locatello et al. 2019): 64×64, its nets (``conv64_dl``),
+  lr 1e-4, batch 64, 300,000 steps, full-size metrics.
 - ``tiny``: a few steps, for the tests.
 """
 
