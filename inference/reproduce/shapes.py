@@ -653,6 +653,7 @@ def _mi_table(results) -> str:
     from ..metrics import ACTIVE_AT
 
     rows, names, shown = [], None, []
+    with_active = any_active(results)  # the table's last column: some shown record keeps its active units
     for name in BASELINES:
         seed = _mi_seed(results, name)
         if seed is None:
@@ -670,21 +671,21 @@ def _mi_table(results) -> str:
         coded = "; ".join(f"{z(j)}: {' + '.join(fs)}" for j, fs in sorted(by_latent.items()))
         on = "–" if active is None else (", ".join(f"z{j}" for j in range(len(active)) if active[j]) or "none")
         rows.append([name, str(seed)] + [f"{b:.2f} ({z(j)})" for b, j in zip(best, where)] + [coded or "none"]
-                    + [on] * any_active(results))
+                    + [on] * with_active)
     if not rows:
         return ""
     active_note = (f" The active latents are those whose posterior mean varies over the data by more than "
                    f"{ACTIVE_AT:g} (Burda et al. 2016, §5.2), the only ones the decoder gets a signal from; † marks "
                    f"an inactive one: its MI is the 20-bin histogram reading the small wiggles of a mean the decoder "
-                   f"ignores, not a code." if any(shown) else "")
-    if any(shown) and not all(shown):
+                   f"ignores, not a code." if with_active else "")
+    if with_active and not all(shown):
         active_note += f" {shown.count(False)} of the {len(shown)} records shown predate the active units (–)."
     return (f"**What each model codes** (one seed each, 10,000 codes): the largest share of a factor's entropy "
             f"that one latent carries, max_j I(z_j; v_k) / H(v_k), and that latent; a model codes a factor where "
             f"the share is ≥ {CODES_AT}. The codes column groups the coded factors by their latent: factors that "
             f"share one are coded together, not apart.{active_note}\n\n"
             + table(["model", "seed"] + list(names) + [f"codes (≥ {CODES_AT}), by latent"]
-                    + ["active latents"] * any_active(results), rows))
+                    + ["active latents"] * with_active, rows))
 
 
 def any_active(results) -> bool:
