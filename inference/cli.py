@@ -28,11 +28,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def resume_command(argv, resume_flag: str) -> str:
+def resume_command(argv, resume_flag: str = "") -> str:
     """The shell command that continues this process's run: how Python was started, the script, its
-    arguments ``argv`` and ``resume_flag`` (added once)."""
+    arguments ``argv`` and ``resume_flag`` (added once; ``""`` for a script whose own command
+    resumes it)."""
     args = list(argv)
-    if resume_flag not in args:
+    if resume_flag and resume_flag not in args:
         args.append(resume_flag)
     orig = list(getattr(sys, "orig_argv", []))
     given = len(sys.argv) - 1  # the interpreter, its options and the script (or -m module) come first
@@ -49,8 +50,8 @@ def run_main(main, argv=None, resume_flag: str | None = None) -> int:
     A write that failed (:class:`~inference.errors.WriteError`; also any other ``OSError`` naming a
     file, e.g. a picture that could not be saved) prints one line and returns 74. A run stopped by
     SIGTERM or SIGINT (:class:`~inference.preemption.Preempted`) prints where its checkpoint is and,
-    for a script with a ``resume_flag`` (``--resume``), the exact command that resumes it; returns
-    143 or 130.
+    for a script with a ``resume_flag`` (``--resume``; ``""`` where the same command resumes, as
+    ``reproduce.py``'s does), the exact command that resumes it; returns 143 or 130.
     """
     prog = os.path.basename(sys.argv[0]) or "script"
     try:

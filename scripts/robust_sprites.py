@@ -52,4 +52,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    raise SystemExit(run_main(main, resume_flag="--resume"))

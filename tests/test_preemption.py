@@ -1,6 +1,7 @@
 """Preemption: SIGTERM or SIGINT finishes the step, writes the checkpoint and the metrics row, says how
 to resume (one line), exits 143 or 130; resuming is bit-identical to an uninterrupted run."""
 
+import importlib
 import importlib.util
 import json
 import os
@@ -231,3 +232,40 @@ def test_a_trial_whose_process_ends_saves_its_step(tmp_path):
     step = load_checkpoint(run / CHECKPOINT)["step"]
     assert 6 <= step < 100000
     assert json.loads((run / METRICS).read_text().splitlines()[-1])["step"] == step
+
+
+# Scripts other than train.py: the line names the command that resumes them (reproduce.py: the same one).
+PREEMPTED_SCRIPTS = [
+    ("reproduce.py", "inference.reproduce.reproduce", ["baselines", "--budget", "tiny", "--seeds", "0"], []),
+    ("robust_sprites.py", "inference.papers.robust.run_robust_ablation", ["--quick"], ["--resume"]),
+    ("dpvae_compare.py", "inference.papers.dpvae.run_dpvae_comparison", ["--quick"], ["--resume"]),
+]
+
+
+@pytest.mark.parametrize("script, call, argv, added", PREEMPTED_SCRIPTS, ids=[s[0] for s in PREEMPTED_SCRIPTS])
+def test_every_resumable_script_prints_the_command_that_resumes_it(script, call, argv, added, tmp_path,
+                                                                     monkeypatch, capsys):
+    import runpy
+
+    if script == "reproduce.py":
+        argv = [*argv, "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    else:
+        argv = [*argv, "--out", str(tmp_path / "out")]
+    checkpoint = tmp_path / "run" / CHECKPOINT
+
+    def preempted(*args, **kwargs):  # the library call, stopped by SIGTERM at step 5 of a run
+        raise Preempted(signal.SIGTERM, 5, checkpoint)
+    module, name = call.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, preempted)
+    path = str(ROOT / "scripts" / script)
+    monkeypatch.setattr(sys, "argv", [path, *argv])
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, "-u", path, *argv])  # as the shell started it
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(path, run_name="__main__")
+    assert done.value.code == 143
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"stopped by SIGTERM: checkpoint {checkpoint} at step 5; resume with: " in lines[0]
+    command = shlex.split(lines[0].split("resume with: ", 1)[1])
+    assert command == [sys.executable, "-u", path, *argv, *added]
