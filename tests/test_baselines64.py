@@ -314,3 +314,63 @@ def test_a_record_trained_on_a_gpu_is_never_counted_as_cpu_time(tmp_path):
     index = write_index(results).read_text()
     assert f"| {cpu_s / 3600:.2f} (and {150 / 3600:.2f} GPU-hours) |" in index
     assert f"{cpu_s / 3600:.2f} CPU-hours (one core per run), and {150 / 3600:.2f} GPU-hours." in index
+
+
+def test_the_floor_is_the_encoder_the_vae_started_from_scored_on_the_trained_runs_codes(tiny64, tmp_path,
+                                                                                        monkeypatch):
+    """The floor row (shapes.FLOOR): the VAE's encoder before its first step, on the very points its
+    trained encoder is scored on; a record of its own, kept on the page like any row."""
+    import torch
+
+    import inference.runs as runs_mod
+
+    monkeypatch.setattr(shapes, "DCI_IMPORTANCE", "forest")  # GBT over 32 classes costs ~15 s; not the point
+    started = {}
+    real_fit = runs_mod.fit
+
+    def fit(model, guide, *args, **kwargs):  # the encoder train_run hands to fit, before any step
+        started.update({k: v.detach().clone() for k, v in guide.state_dict().items()})
+        return real_fit(model, guide, *args, **kwargs)
+    monkeypatch.setattr(runs_mod, "fit", fit)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    reproduce("baselines", budget="cpu64", runs=runs, results=results, seeds=(0,), only=("VAE", shapes.FLOOR))
+    records = json.loads((results / "baselines.json").read_text())["records"]
+    run = shapes.store_dir(runs, "cpu64", shapes.BASELINES["VAE"], 0)
+
+    # the floor's encoder is the one training started from, weight for weight
+    initial = shapes.initial_guide(run).state_dict()
+    assert started and initial.keys() == started.keys()
+    assert all(torch.equal(initial[k], started[k]) for k in started)
+    # the floor's protocol is the trained rows': with the run's own encoder it gives the VAE record's numbers
+    again = shapes.factor_metrics_of(run, "cpu64", 0)
+    for key in ("mig", "factor_vae", "dci_d", "sap", "beta_vae", "code_var"):
+        assert again[key] == records["VAE"]["0"][key], key
+    floor = records[shapes.FLOOR]["0"]
+    assert floor["untrained"] is True and "recon_l2" not in floor and "train_s" not in floor
+    assert floor["mig"] == shapes.factor_metrics_of(run, "cpu64", 0, shapes.initial_guide(run))["mig"]
+    text = (results / "baselines.md").read_text()
+    assert f"| {shapes.FLOOR} | 1 |" in text
+
+
+def test_every_model_is_tested_against_the_floor_and_a_model_at_the_floor_fails():
+    """The prerequisite claim: each model's MIG against the untrained encoder's, one Welch test each."""
+    def rows(**migs):
+        return {name: {s: {"mig": v} for s, v in enumerate(values)} for name, values in migs.items()}
+    floor = [0.010, 0.014, 0.012, 0.011]
+    learned = dict(zip(shapes.BASELINES, ([0.10, 0.12, 0.09, 0.11],) * len(shapes.BASELINES)))
+    results = rows(**{shapes.FLOOR: floor}, **learned)
+    claim = next(c for c in shapes._baselines_claims(results, "cpu64", floor=True) if c.claim.startswith("Prerequisite"))
+    assert claim.verdict == "holds", claim
+    # one model left at its initialisation (a broken objective): indistinguishable from the floor
+    results["DIP-VAE-II"] = rows(x=[0.011, 0.013, 0.010, 0.012])["x"]
+    claim = next(c for c in shapes._baselines_claims(results, "cpu64", floor=True) if c.claim.startswith("Prerequisite"))
+    assert claim.verdict == "inconclusive" and "DIP-VAE-II: n = 4 vs 4" in claim.ours
+    # a model below the floor: does not hold
+    results["DIP-VAE-II"] = rows(x=[0.001, 0.002, 0.001, 0.002])["x"]
+    claim = next(c for c in shapes._baselines_claims(results, "cpu64", floor=True) if c.claim.startswith("Prerequisite"))
+    assert claim.verdict == "does not hold"
+    # without the floor's records the claim waits for them; the second readings have no such claim
+    del results[shapes.FLOOR]
+    claim = next(c for c in shapes._baselines_claims(results, "cpu64", floor=True) if c.claim.startswith("Prerequisite"))
+    assert claim.verdict == "inconclusive" and f"not run: {shapes.FLOOR}" in claim.ours
+    assert not any(c.claim.startswith("Prerequisite") for c in shapes._baselines_claims(results, "cpu64"))
