@@ -374,3 +374,15 @@ def test_every_model_is_tested_against_the_floor_and_a_model_at_the_floor_fails(
     claim = next(c for c in shapes._baselines_claims(results, "cpu64", floor=True) if c.claim.startswith("Prerequisite"))
     assert claim.verdict == "inconclusive" and f"not run: {shapes.FLOOR}" in claim.ours
     assert not any(c.claim.startswith("Prerequisite") for c in shapes._baselines_claims(results, "cpu64"))
+
+
+def test_the_floor_note_says_why_its_factor_vae_score_is_zero_only_where_every_latent_was_pruned():
+    from inference.metrics.factor_vae import PRUNE_STD
+
+    quiet, loud = [(PRUNE_STD * 0.9) ** 2] * 10, [(PRUNE_STD * 0.9) ** 2] * 9 + [(PRUNE_STD * 1.1) ** 2]
+    results = {shapes.FLOOR: {0: {"mig": 0.01, "factor_vae": 0.0, "code_var": quiet},
+                              1: {"mig": 0.01, "factor_vae": 0.3, "code_var": loud}}}
+    text = shapes._baselines_page(results, "cpu64")
+    assert f"In 1 of its 2 seeds no latent's code varies by std {PRUNE_STD:g} or more" in text
+    results[shapes.FLOOR].pop(0)
+    assert "no latent's code varies" not in shapes._baselines_page(results, "cpu64")

@@ -405,10 +405,18 @@ def _baselines_page(results, budget):
     ref = (["disentanglement_lib on dSprites, approximate range (Locatello et al. 2019, violin plots)", ""]
            + [REFERENCE.get(k, "") for k, _ in METRICS] + [""] * active + [""])
     mi = _mi_table(results)
-    floor = (f"\n*{FLOOR}*: the plain VAE's encoder as initialised, the very weights its run of the same seed "
-             "started from, scored on the same codes with the same metrics; what an objective that learned nothing "
-             "scores. Its reconstruction and training columns do not apply ('–').\n"
-             if FLOOR in results else "")
+    floor = ""
+    if FLOOR in results:
+        from ..metrics.factor_vae import PRUNE_STD
+
+        # seeds where no latent's code varies by PRUNE_STD: the FactorVAE metric has no latent left to vote
+        zero = sum("code_var" in n and max(n["code_var"]) ** 0.5 < PRUNE_STD for n in results[FLOOR].values())
+        floor = (f"\n*{FLOOR}*: the plain VAE's encoder as initialised, the very weights its run of the same seed "
+                 "started from, scored on the same codes with the same metrics; what an objective that learned nothing "
+                 "scores. Its reconstruction and training columns do not apply ('–')."
+                 + (f" In {zero} of its {len(results[FLOOR])} seeds no latent's code varies by std {PRUNE_STD:g} or more: "
+                    "the FactorVAE metric drops such latents (disentanglement_lib's `prune_dims`) and, with none left to "
+                    "vote, scores 0, as theirs does." if zero else "") + "\n")
     return table(header, rows + [ref]) + floor + ("\n" + mi if mi else "")
 
 
