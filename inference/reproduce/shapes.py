@@ -271,7 +271,8 @@ def factor_metrics_of(run_dir: Path, budget: str, seed: int, guide=None) -> dict
     ev.progress = False
     if guide is not None:
         ev.guide = guide.to(ev.device).eval()
-    ev.factor_metrics()
+    with torch.no_grad():  # as evaluate_run scores every section
+        ev.factor_metrics()
     return _factor_numbers(ev.report["metrics"])
 
 
