@@ -1,7 +1,7 @@
 """Reproduce one paper's claims at a stated budget, with seeds: results/PAPER.md and RESULTS.md.
 
     python scripts/reproduce.py PAPER [--budget cpu|cpu64|gpu|tiny] [--seeds 0,1,2] [--only ROW]
-        [--pages-only | --amend] [--pilot [--lr LR] [--speed]] [--runs DIR] [--results DIR]
+        [--pages-only | --amend | --todo] [--pilot [--lr LR] [--speed]] [--runs DIR] [--results DIR]
 
 PAPER is one of baselines (64×64, budget cpu64), baselines64_v1, baselines64_lr1e-3 and baselines32 (its second readings:
 our first nets, those at lr 1e-3, 32×32), dip, dpvae,
@@ -9,7 +9,9 @@ msvae, vitae, robust (inference.reproduce.PAPERS). ``--pilot``: the 64×64 basel
 (row, seed) trains into --runs (default: $REPRODUCE_RUNS, else runs/reproduce beside the work tree,
 so a later session resumes it) and is skipped once finished; the page is rewritten from every
 finished row. ``--amend`` trains nothing: it adds to the finished records the numbers they were
-made without (the baselines' active units), from their runs where this machine has them. Bad input prints one line on stderr naming the bad value and exits 2.
+made without (the baselines' active units), from their runs where this machine has them. ``--todo`` runs
+nothing: it prints the command of each (row, seed) still to run, one job each (a cluster's array job
+can take one line a task), with its estimated CPU minutes. Bad input prints one line on stderr naming the bad value and exits 2.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from inference.cli import OneLineParser, check_output_dir, number_list, positive_float, random_seed, run_main
 from inference.errors import ConfigError
-from inference.reproduce import BUDGETS, PAPERS, amend, pilot64, pilot64_speed, reproduce
+from inference.reproduce import BUDGETS, PAPERS, amend, format_todo, pilot64, pilot64_speed, reproduce, todo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +40,8 @@ def make_parser() -> OneLineParser:
                    help="train nothing: rewrite the page from the rows already finished")
     p.add_argument("--amend", action="store_true",
                    help="train nothing: add to the finished records what they were made without, from their runs")
+    p.add_argument("--todo", action="store_true",
+                   help="run nothing: print the command of each (row, seed) still to run, with its CPU estimate")
     p.add_argument("--pilot", action="store_true",
                    help="baselines only: the 64×64 pilot (β-TCVAE and VAE at each milestone; --only, --seeds narrow it)")
     p.add_argument("--speed", action="store_true",
@@ -56,6 +60,9 @@ def main(argv=None) -> None:
     check_output_dir(args.results, continuing=True)
     if args.lr is not None and not args.pilot:
         raise ConfigError(f"--lr {args.lr:g} is for --pilot (a page's learning rate is its budget's)")
+    if args.todo and (args.pages_only or args.amend or args.pilot):
+        bad = "--pages-only" if args.pages_only else "--amend" if args.amend else "--pilot"
+        raise ConfigError(f"--todo takes no {bad}: it lists what the reproduction would still run")
     if args.pilot:
         if args.paper != "baselines":
             raise ConfigError(f"--pilot is for baselines, not {args.paper!r}")
@@ -66,6 +73,9 @@ def main(argv=None) -> None:
         return
     args.budget = args.budget or PAPERS[args.paper].default_budget
     command = "python scripts/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.todo:
+        return print(format_todo(todo(args.paper, budget=args.budget, runs=args.runs, results=args.results,
+                                      seeds=args.seeds, only=args.only)))
     if args.amend:
         if args.pages_only or args.only or args.seeds:
             bad = "--pages-only" if args.pages_only else "--only" if args.only else "--seeds"

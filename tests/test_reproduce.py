@@ -440,3 +440,52 @@ def test_vitae_tiny_budget_records_both_stability_arms_and_the_swap_diagnostics(
         assert np.asarray(swap[f"{m}/recon_confusion"]).shape == (3, 3) and 0 <= swap[f"{m}/recon_shape_kept"] <= 1
     assert all(f"{m}/{k}" in swap for m in ("u_vitae", "c_vitae") for k in ("kl_z_app", "nmi_app_shape", "shape_kept"))
     assert (tmp_path / "results" / "vitae_stability_curves.png").stat().st_size > 0
+
+
+def test_todo_lists_exactly_the_pairs_reproduce_would_run_with_the_rows_own_estimate(tmp_path):
+    from inference.reproduce.driver import format_todo, todo
+
+    calls = []
+    repro = _counting(calls)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    reproduce(repro, budget="cpu", runs=runs, results=results, only=("a",), seeds=(0,), log=lambda *_: None)
+    items = todo(repro, budget="cpu", runs=runs, results=results)
+    assert [(i["row"], i["seed"]) for i in items] == [("a", 1), ("b", 0), ("b", 1)] and len(calls) == 1
+    wall = collect(repro, runs, "cpu", results)["a"][0]["wall_s"]
+    assert items[0]["estimate_s"] == pytest.approx(wall) and items[0]["records"] == 1
+    assert items[1]["estimate_s"] is None  # b has no record: another row's time is not b's
+    text = format_todo(items).splitlines()
+    assert text[0] == "python scripts/reproduce.py toy --budget cpu --only a --seeds 1  # ≈ 0 CPU-min (mean of the row's 1 record)"
+    assert text[1].endswith("# no estimate: the row has no record on a CPU yet")
+    assert text[-1] == "# 3 (row, seed) pairs to run, one core each: ≈ 0.0 CPU-hours for 1 of them, no estimate for the rest"
+    # each listed pair, run alone, is exactly one run; then nothing is left
+    for item in items:
+        reproduce(repro, budget="cpu", runs=runs, results=results, only=(item["row"],), seeds=(item["seed"],),
+                  log=lambda *_: None)
+        assert calls[-1] == (item["row"], item["seed"])
+    assert len(calls) == 4 and todo(repro, budget="cpu", runs=runs, results=results) == []
+    assert format_todo([]) == "# nothing to run: every (row, seed) has its record"
+
+
+def test_reproduce_todo_prints_commands_that_parse_back_to_their_pair(tmp_path, capsys):
+    import shlex
+
+    cli = script()
+
+    dirs = ["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    assert run_main(cli.main, ["baselines", "--budget", "tiny", "--todo", *dirs]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = PAPERS["baselines"].rows("tiny")
+    pairs = []
+    for line in lines[:-1]:
+        argv = shlex.split(line.split("  # ")[0])[2:]  # python scripts/reproduce.py ...
+        args = cli.make_parser().parse_args(argv)
+        assert args.paper == "baselines" and args.budget == "tiny" and len(args.only) == 1 and len(args.seeds) == 1
+        pairs.append((args.only[0], args.seeds[0]))
+    assert pairs == [(row, s) for row in rows for s in PAPERS["baselines"].seeds]  # every row, quoted whole
+    assert lines[-1].startswith(f"# {len(pairs)} (row, seed) pairs to run")
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())  # wrote nothing
+    assert run_main(cli.main, ["baselines", "--todo", "--pages-only", *dirs]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(": error: --todo takes no --pages-only: it lists what the reproduction "
+                                             "would still run")

@@ -7,9 +7,10 @@ page's verdicts into ``RESULTS.md``. The papers: :data:`PAPERS`.
 
 from __future__ import annotations
 
-from .driver import BUDGETS, Claim, Reproduction, collect, write_index
+from .driver import BUDGETS, Claim, Reproduction, collect, format_todo, write_index
 from .driver import amend as _amend
 from .driver import reproduce as _reproduce
+from .driver import todo as _todo
 from .experiments import MSVAE_REPRO, ROBUST_REPRO, VITAE_REPRO
 from .shapes import BASELINES32_REPRO, BASELINES64_LR1E3_REPRO, BASELINES64_V1_REPRO, BASELINES_REPRO, DIP_REPRO, DPVAE_REPRO, pilot64, pilot64_speed
 from ..errors import ConfigError
@@ -28,6 +29,13 @@ def reproduce(paper: str, *, budget: str = "cpu", runs, results, seeds=None, onl
                       command=command, log=log, train=train)
 
 
+def todo(paper: str, *, budget: str, runs, results, seeds=None, only=()) -> list[dict]:
+    """What ``paper``'s reproduction at ``budget`` still has to run; see :func:`.driver.todo`."""
+    if paper not in PAPERS:
+        raise ConfigError(f"unknown paper {paper!r}; known: {', '.join(PAPERS)}")
+    return _todo(PAPERS[paper], budget=budget, runs=runs, results=results, seeds=seeds, only=only)
+
+
 def amend(paper: str, *, budget: str, runs, results, command: str = "", log=print) -> dict:
     """Add to ``paper``'s records the numbers they were made without; see :func:`.driver.amend`."""
     if paper not in PAPERS:
@@ -35,4 +43,4 @@ def amend(paper: str, *, budget: str, runs, results, command: str = "", log=prin
     return _amend(PAPERS[paper], budget=budget, runs=runs, results=results, command=command, log=log)
 
 
-__all__ = ["amend", "pilot64", "pilot64_speed", "PAPERS", "BUDGETS", "Claim", "Reproduction", "reproduce", "collect", "write_index"]
+__all__ = ["amend", "todo", "format_todo", "pilot64", "pilot64_speed", "PAPERS", "BUDGETS", "Claim", "Reproduction", "reproduce", "collect", "write_index"]

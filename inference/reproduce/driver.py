@@ -237,6 +237,54 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
     return {"results": found, "claims": judged(repro, found, budget), "page": page}
 
 
+def todo(repro: Reproduction, *, budget: str, runs, results, seeds=None, only=()) -> list[dict]:
+    """The (row, seed) pairs of ``repro`` at ``budget`` that :func:`reproduce` would still run, each with
+    the command that runs it alone (``--only ROW --seeds S``: a job of its own, e.g. one task of a
+    cluster's array job; the page lock lets them finish in any order) and ``estimate_s``, the mean
+    compute of the row's finished CPU records (``None`` for a row without one). Runs nothing."""
+    import shlex
+
+    rows = _check(repro, budget, only)
+    seeds = tuple(repro.seeds if not seeds else seeds)
+    done = collect(repro, runs, budget, results)
+    out = []
+    for row in rows:
+        if only and row not in only:
+            continue
+        spent = [row_seconds(n) for n in done.get(row, {}).values() if on_cpu(n)]
+        for seed in seeds:
+            if seed in done.get(row, {}):
+                continue
+            out.append({"row": row, "seed": seed, "records": len(spent),
+                        "estimate_s": sum(spent) / len(spent) if spent else None,
+                        "command": f"python scripts/reproduce.py {repro.name} --budget {budget} "
+                                   f"--only {shlex.quote(row)} --seeds {seed}"})
+    return out
+
+
+def format_todo(items: list[dict]) -> str:
+    """:func:`todo`'s pairs as shell lines: each pair's command with its estimate as a comment, then the
+    total (``# nothing to run`` when every pair is done)."""
+    if not items:
+        return "# nothing to run: every (row, seed) has its record"
+
+    def plural(n, word):
+        return f"{n} {word}{'s' * (n != 1)}"
+
+    def basis(item):
+        if item["estimate_s"] is None:  # another row's time says nothing of this one's (a floor, a study)
+            return "no estimate: the row has no record on a CPU yet"
+        return f"≈ {item['estimate_s'] / 60:.0f} CPU-min (mean of the row's {plural(item['records'], 'record')})"
+
+    lines = [f"{item['command']}  # {basis(item)}" for item in items]
+    known = [i["estimate_s"] for i in items if i["estimate_s"] is not None]
+    total = f"≈ {sum(known) / 3600:.1f} CPU-hours" if known else "no estimate yet"
+    if known and len(known) < len(items):
+        total += f" for {len(known)} of them, no estimate for the rest"
+    lines.append(f"# {plural(len(items), '(row, seed) pair')} to run, one core each: {total}")
+    return "\n".join(lines)
+
+
 def _check(repro: Reproduction, budget: str, only=()) -> dict:
     """The rows of ``repro`` at ``budget``; a budget or ``--only`` row it does not have is refused by name."""
     if budget not in BUDGETS:
