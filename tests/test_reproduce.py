@@ -489,3 +489,45 @@ def test_reproduce_todo_prints_commands_that_parse_back_to_their_pair(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith(": error: --todo takes no --pages-only: it lists what the reproduction "
                                              "would still run")
+
+
+def test_a_kept_record_the_reproduction_calls_outdated_is_run_again_and_replaced(tmp_path):
+    """Reproduction.outdated: a record of the present protocol scored before a part of the evaluation its
+    numbers name (DIP's balanced metric, MS-VAE's FID net) stays on the page until its re-run replaces it."""
+    import shutil
+
+    from inference.reproduce.driver import format_todo, todo
+
+    calls = []
+    repro = _counting(calls)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
+    assert len(calls) == 4
+    shutil.rmtree(runs)  # a new machine: only the page's records
+    repro.outdated = lambda n: None if n["score"] >= 10 else "scored before b's yardstick"  # row a's records
+    items = todo(repro, budget="cpu", runs=runs, results=results)
+    assert [(i["row"], i["seed"], i["rerun"]) for i in items] == [("a", 0, "scored before b's yardstick"),
+                                                                  ("a", 1, "scored before b's yardstick")]
+    assert "# 2 (row, seed) pairs to run (2 of them again)" in format_todo(items)
+    assert format_todo(items).splitlines()[0].endswith("; a re-run: scored before b's yardstick")
+    # until the re-run, the page keeps the old records; the re-run replaces them, and nothing else runs
+    assert set(collect(repro, runs, "cpu", results)["a"]) == {0, 1}
+    real = repro.run
+    repro.run = lambda row, settings, seed, folder, budget: {**real(row, settings, seed, folder, budget), "score": 100 + seed}
+    reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
+    assert calls[4:] == [("a", 0), ("a", 1)]
+    page = json.loads((results / "toy.json").read_text())["records"]
+    assert [page["a"][s]["score"] for s in ("0", "1")] == [100, 101] and page["b"]["1"]["score"] == 11
+    assert todo(repro, budget="cpu", runs=runs, results=results) == []
+    reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
+    assert len(calls) == 6  # a record that stands is never run again
+
+
+def test_dip_and_msvae_name_the_records_they_run_again():
+    from inference.reproduce.experiments import _reference_fid_net
+
+    dip, ms = PAPERS["dip"], PAPERS["msvae"]
+    assert dip.why_rerun({"beta_vae": 0.5}) and dip.why_rerun({"beta_vae": 0.5, "beta_vae_balanced": True}) is None
+    assert "earlier feature net" in ms.why_rerun({"msvae/fid": 2.0})
+    assert ms.why_rerun({"msvae/fid": 2.0, "fid_net": _reference_fid_net()}) is None
+    assert PAPERS["baselines"].why_rerun({"mig": 0.1}) is None and dip.why_rerun(None) is None

@@ -97,11 +97,19 @@ class Reproduction:
     #: kept lacks, computed from its trained run ({} when it lacks none, None when the run is not on
     #: this machine): :func:`amend`
     amend: Callable | None = None
+    #: ``numbers`` -> why a record of the present protocol must still be run again (it was scored before
+    #: a part of the evaluation that its numbers name, e.g. DIP's balanced β-VAE metric), or None. The
+    #: page keeps such a record until its re-run replaces it; :func:`reproduce` and :func:`todo` re-run it.
+    outdated: Callable[[dict], str | None] | None = None
 
     @property
     def default_budget(self) -> str:
         """The laptop budget this reproduction has: ``cpu``, else ``cpu64``."""
         return next(b for b in ("cpu", "cpu64", *self.budgets) if b in self.budgets)
+
+    def why_rerun(self, numbers: dict | None) -> str | None:
+        """Why the finished record ``numbers`` must be run again (:attr:`outdated`); None if it stands."""
+        return None if numbers is None or self.outdated is None else self.outdated(numbers)
 
     def protocol_of(self, budget: str):
         """The budget's protocol as a ``row.json`` stores it (JSON round-tripped), ``None`` if unnamed."""
@@ -218,7 +226,9 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
             continue
         for seed in seeds:
             folder = row_dir(runs, repro.name, budget, row, seed)
-            if seed in done.get(row, {}) or current(repro, folder / ROW_FILE, budget) is not None:
+            fresh = current(repro, folder / ROW_FILE, budget)  # a record another process wrote meanwhile
+            record = fresh["numbers"] if fresh is not None else done.get(row, {}).get(seed)
+            if record is not None and repro.why_rerun(record) is None:
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             log(f"[{repro.name}] {row} seed {seed} -> {folder}")
@@ -238,7 +248,8 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
 
 
 def todo(repro: Reproduction, *, budget: str, runs, results, seeds=None, only=()) -> list[dict]:
-    """The (row, seed) pairs of ``repro`` at ``budget`` that :func:`reproduce` would still run, each with
+    """The (row, seed) pairs of ``repro`` at ``budget`` that :func:`reproduce` would still run (missing, or
+    kept but :attr:`Reproduction.outdated`: ``rerun`` says why), each with
     the command that runs it alone (``--only ROW --seeds S``: a job of its own, e.g. one task of a
     cluster's array job; the page lock lets them finish in any order) and ``estimate_s``, the mean
     compute of the row's finished CPU records (``None`` for a row without one). Runs nothing."""
@@ -253,9 +264,10 @@ def todo(repro: Reproduction, *, budget: str, runs, results, seeds=None, only=()
             continue
         spent = [row_seconds(n) for n in done.get(row, {}).values() if on_cpu(n)]
         for seed in seeds:
-            if seed in done.get(row, {}):
+            rerun = repro.why_rerun(done.get(row, {}).get(seed))
+            if seed in done.get(row, {}) and rerun is None:
                 continue
-            out.append({"row": row, "seed": seed, "records": len(spent),
+            out.append({"row": row, "seed": seed, "records": len(spent), "rerun": rerun,
                         "estimate_s": sum(spent) / len(spent) if spent else None,
                         "command": f"python scripts/reproduce.py {repro.name} --budget {budget} "
                                    f"--only {shlex.quote(row)} --seeds {seed}"})
@@ -276,12 +288,15 @@ def format_todo(items: list[dict]) -> str:
             return "no estimate: the row has no record on a CPU yet"
         return f"≈ {item['estimate_s'] / 60:.0f} CPU-min (mean of the row's {plural(item['records'], 'record')})"
 
-    lines = [f"{item['command']}  # {basis(item)}" for item in items]
+    lines = [f"{item['command']}  # {basis(item)}" + (f"; a re-run: {item['rerun']}" if item.get("rerun") else "")
+             for item in items]
     known = [i["estimate_s"] for i in items if i["estimate_s"] is not None]
     total = f"≈ {sum(known) / 3600:.1f} CPU-hours" if known else "no estimate yet"
     if known and len(known) < len(items):
         total += f" for {len(known)} of them, no estimate for the rest"
-    lines.append(f"# {plural(len(items), '(row, seed) pair')} to run, one core each: {total}")
+    reruns = sum(bool(i.get("rerun")) for i in items)
+    lines.append(f"# {plural(len(items), '(row, seed) pair')} to run" + (f" ({reruns} of them again)" if reruns else "")
+                 + f", one core each: {total}")
     return "\n".join(lines)
 
 

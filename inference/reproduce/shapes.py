@@ -935,6 +935,12 @@ def _dip_missing_curves(results, budget) -> str:
             + (f", and {len(bare)} of the {len(records)} rows have none yet" if bare else "") + ".\n")
 
 
+def _dip_outdated(numbers: dict) -> str | None:
+    """A DIP record scored before the balanced protocol (:func:`_dip_protocol_note`) is run again."""
+    return None if numbers.get("beta_vae_balanced") else ("its β-VAE metric predates the balanced points "
+                                                          "(DIP §4) and the untrained floor")
+
+
 def _dip_protocol_note(results, budget) -> str:
     """How many records were scored with the balanced protocol and its floor (newer records say so;
     older ones drew the fixed factor uniformly and scored no untrained encoder)."""
@@ -945,7 +951,8 @@ def _dip_protocol_note(results, budget) -> str:
     unconverged = sum(not n.get("beta_vae_converged", True) for n in balanced)
     return (f"\n{len(records) - len(balanced)} of the {len(records)} records (row, seed) predate the balanced "
             "protocol: their fixed factor was drawn uniformly, not equally often, and no untrained encoder was "
-            "scored beside them (floor and training accuracy '–'). A re-run scores every row the same way"
+            "scored beside them (floor and training accuracy '–'). A re-run scores every row the same way: "
+            "`python scripts/reproduce.py dip` runs these again (`--todo` lists them)"
             + (f"; {unconverged} balanced records' classifier did not converge" if unconverged else "") + ".\n")
 
 
@@ -1063,7 +1070,7 @@ def dip_curves(results, path, budget) -> dict:
 DIP_REPRO = Reproduction(
     "dip", "Claim 2: DIP-VAE, the λ study of §3 (metric against reconstruction)",
     rows=dip_rows, run=_run_dip, page=_dip_page, claims=_dip_claims, seeds=(0, 1, 2, 3, 4), figures=_dip_figures,
-    protocol=dip_protocol,
+    protocol=dip_protocol, outdated=_dip_outdated,
     notes={**{k: v + " Grid: every point of `configs/sweeps/dip_study_quick.yaml`." for k, v in SHAPES_NOTE.items()},
            "cpu": (f"**32×32 procedural dSprites** (the simulator at half the side), conv32 nets, batch 64, Adam lr 1e-3, "
                    f"{DIP_CPU_STEPS:,} steps (half the shapes budget of claims 1 and 3, so that the 10-point grid "
