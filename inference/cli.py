@@ -78,8 +78,10 @@ def run_main(main, argv=None, resume_flag: str | None = None) -> int:
         print(f"{prog}: error: {err.filename}: {err.strerror or err}" + (f" ({name})" if name else ""),
               file=sys.stderr)
         return EXIT_WRITE_ERROR
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; resume with --resume from the last checkpoint", file=sys.stderr)
+    except KeyboardInterrupt:  # asked twice: stopped at once, from the last checkpoint written
+        how = ("" if resume_flag is None else "; run the same command to resume from the last checkpoint"
+               if resume_flag == "" else f"; resume with {resume_flag} from the last checkpoint")
+        print(f"{prog}: interrupted{how}", file=sys.stderr)
         return 130
     return 0
 

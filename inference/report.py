@@ -74,6 +74,7 @@ class Evaluation:
         self.dci_importance, self.beta_vae_classifier = dci_importance, beta_vae_classifier
         self.beta_vae_balanced = bool(beta_vae_balanced)  # DIP §3: every factor fixed equally often
         self.progress = True  # progress bars of the interventional metrics (off in sweeps)
+        self.write_pictures = True  # False: score only, write nothing into the run folder (a floor's encoder)
         self.dir, self.device, self.seed = run_dir, torch.device(device), seed
         self.run = load_run(run_dir, device=device)
         self.model, self.guide, self.config = self.run.model, self.run.guide, self.run.config
@@ -156,7 +157,7 @@ class Evaluation:
         acc = M.factor_accuracies(codes[:n_dci], factors[:n_dci], test_codes, test_factors)
         m["downstream_accuracy"] = {"logistic": dict(zip(names, acc.tolist())),
                                     "num_train": n_dci, "num_test": len(test_codes)}
-        if self.is_image:
+        if self.is_image and self.write_pictures:
             mi_heatmap(mi, self.dir / "mi_heatmap.png", names)
             self.report["files"].append("mi_heatmap.png")
         if not self.ground_truth:

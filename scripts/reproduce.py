@@ -73,9 +73,13 @@ def main(argv=None) -> None:
         return
     args.budget = args.budget or PAPERS[args.paper].default_budget
     command = "python scripts/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    if args.todo:
+    if args.todo:  # each command carries the folders this one was given, where they are not the defaults
+        defaults = make_parser().parse_args([args.paper])
+        flags = [x for name in ("runs", "results") if getattr(args, name) != getattr(defaults, name)
+                 for x in (f"--{name}", getattr(args, name))]
         return print(format_todo(todo(args.paper, budget=args.budget, runs=args.runs, results=args.results,
-                                      seeds=args.seeds, only=args.only)))
+                                      seeds=args.seeds, only=args.only, flags=flags,
+                                      prefix=("python", "scripts/reproduce.py"))))
     if args.amend:
         if args.pages_only or args.only or args.seeds:
             bad = "--pages-only" if args.pages_only else "--only" if args.only else "--seeds"

@@ -269,3 +269,13 @@ def test_every_resumable_script_prints_the_command_that_resumes_it(script, call,
     assert f"stopped by SIGTERM: checkpoint {checkpoint} at step 5; resume with: " in lines[0]
     command = shlex.split(lines[0].split("resume with: ", 1)[1])
     assert command == [sys.executable, "-u", path, *argv, *added]
+
+
+@pytest.mark.parametrize("flag, advice", [(None, ""), ("", "; run the same command to resume from the last checkpoint"),
+                                          ("--resume", "; resume with --resume from the last checkpoint")])
+def test_a_second_ctrl_c_advises_only_what_the_script_can_do(flag, advice, capsys):
+    def main(argv):
+        raise KeyboardInterrupt
+    assert run_main(main, [], resume_flag=flag) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(": interrupted" + advice) and len(err.splitlines()) == 1

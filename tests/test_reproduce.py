@@ -449,7 +449,7 @@ def test_todo_lists_exactly_the_pairs_reproduce_would_run_with_the_rows_own_esti
     repro = _counting(calls)
     runs, results = tmp_path / "runs", tmp_path / "results"
     reproduce(repro, budget="cpu", runs=runs, results=results, only=("a",), seeds=(0,), log=lambda *_: None)
-    items = todo(repro, budget="cpu", runs=runs, results=results)
+    items = todo(repro, budget="cpu", runs=runs, results=results, prefix=("python", "scripts/reproduce.py"))
     assert [(i["row"], i["seed"]) for i in items] == [("a", 1), ("b", 0), ("b", 1)] and len(calls) == 1
     wall = collect(repro, runs, "cpu", results)["a"][0]["wall_s"]
     assert items[0]["estimate_s"] == pytest.approx(wall) and items[0]["records"] == 1
@@ -481,6 +481,7 @@ def test_reproduce_todo_prints_commands_that_parse_back_to_their_pair(tmp_path, 
         argv = shlex.split(line.split("  # ")[0])[2:]  # python scripts/reproduce.py ...
         args = cli.make_parser().parse_args(argv)
         assert args.paper == "baselines" and args.budget == "tiny" and len(args.only) == 1 and len(args.seeds) == 1
+        assert (args.runs, args.results) == (str(tmp_path / "runs"), str(tmp_path / "results"))  # the same folders
         pairs.append((args.only[0], args.seeds[0]))
     assert pairs == [(row, s) for row in rows for s in PAPERS["baselines"].seeds]  # every row, quoted whole
     assert lines[-1].startswith(f"# {len(pairs)} (row, seed) pairs to run")
@@ -521,6 +522,23 @@ def test_a_kept_record_the_reproduction_calls_outdated_is_run_again_and_replaced
     assert todo(repro, budget="cpu", runs=runs, results=results) == []
     reproduce(repro, budget="cpu", runs=runs, results=results, log=lambda *_: None)
     assert len(calls) == 6  # a record that stands is never run again
+    # another machine still holds an old row.json of a pair the page has re-run: the page's record stands
+    old = runs / "toy" / "cpu" / "a" / "seed_0" / "row.json"
+    record = json.loads(old.read_text())
+    record["numbers"]["score"] = 0
+    old.write_text(json.dumps(record))
+    assert collect(repro, runs, "cpu", results)["a"][0]["score"] == 100
+    assert todo(repro, budget="cpu", runs=runs, results=results) == []
+
+
+def test_todo_names_the_pair_a_row_waits_for():
+    from inference.reproduce.driver import format_todo, todo
+
+    repro = _counting([])
+    repro.after = {"b": "a"}  # b scores a's run of the same seed
+    items = todo(repro, budget="cpu", runs=Path("/nonexistent/runs"), results=None, seeds=(0,))
+    assert [i["after"] for i in items] == [None, ("a", 0)]
+    assert format_todo(items).splitlines()[1].endswith("; after a seed 0, whose run it scores")
 
 
 def test_dip_and_msvae_name_the_records_they_run_again():

@@ -29,11 +29,12 @@ def reproduce(paper: str, *, budget: str = "cpu", runs, results, seeds=None, onl
                       command=command, log=log, train=train)
 
 
-def todo(paper: str, *, budget: str, runs, results, seeds=None, only=()) -> list[dict]:
+def todo(paper: str, *, budget: str, runs, results, seeds=None, only=(), flags=(), prefix=("reproduce",)) -> list[dict]:
     """What ``paper``'s reproduction at ``budget`` still has to run; see :func:`.driver.todo`."""
     if paper not in PAPERS:
         raise ConfigError(f"unknown paper {paper!r}; known: {', '.join(PAPERS)}")
-    return _todo(PAPERS[paper], budget=budget, runs=runs, results=results, seeds=seeds, only=only)
+    return _todo(PAPERS[paper], budget=budget, runs=runs, results=results, seeds=seeds, only=only, flags=flags,
+                 prefix=prefix)
 
 
 def amend(paper: str, *, budget: str, runs, results, command: str = "", log=print) -> dict:

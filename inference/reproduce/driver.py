@@ -101,6 +101,8 @@ class Reproduction:
     #: a part of the evaluation that its numbers name, e.g. DIP's balanced β-VAE metric), or None. The
     #: page keeps such a record until its re-run replaces it; :func:`reproduce` and :func:`todo` re-run it.
     outdated: Callable[[dict], str | None] | None = None
+    #: row -> the row whose run of the same seed it scores (it runs after that one: :func:`todo` says so)
+    after: dict = field(default_factory=dict)
 
     @property
     def default_budget(self) -> str:
@@ -203,6 +205,9 @@ def collect(repro: Reproduction, runs: Path, budget: str, results: Path | None =
             record = current(repro, path, budget)
             if record is None:
                 continue
+            kept = out.get(row, {}).get(int(record["seed"]))
+            if kept is not None and repro.why_rerun(record["numbers"]) and not repro.why_rerun(kept):
+                continue  # an old record left in this run folder; the page has its re-run
             out.setdefault(row, {})[int(record["seed"])] = (record["numbers"] | {"wall_s": record["wall_s"]}
                                                             | ({"device": record["device"]} if "device" in record else {}))
     return out
@@ -247,12 +252,16 @@ def reproduce(repro: Reproduction, *, budget: str, runs, results, seeds=None, on
     return {"results": found, "claims": judged(repro, found, budget), "page": page}
 
 
-def todo(repro: Reproduction, *, budget: str, runs, results, seeds=None, only=()) -> list[dict]:
+def todo(repro: Reproduction, *, budget: str, runs, results, seeds=None, only=(), flags=(),
+         prefix=("reproduce",)) -> list[dict]:
     """The (row, seed) pairs of ``repro`` at ``budget`` that :func:`reproduce` would still run (missing, or
     kept but :attr:`Reproduction.outdated`: ``rerun`` says why), each with
     the command that runs it alone (``--only ROW --seeds S``: a job of its own, e.g. one task of a
     cluster's array job; the page lock lets them finish in any order) and ``estimate_s``, the mean
-    compute of the row's finished CPU records (``None`` for a row without one). Runs nothing."""
+    compute of the row's finished CPU records (``None`` for a row without one). ``flags``: arguments
+    every command carries (``--runs``/``--results`` when not the defaults); ``prefix``: how the command
+    line starts (the script gives its own, ``python scripts/reproduce.py``). A row that scores another
+    row's run (:attr:`Reproduction.after`) names that pair in ``after`` while it is not done. Runs nothing."""
     import shlex
 
     rows = _check(repro, budget, only)
@@ -267,10 +276,13 @@ def todo(repro: Reproduction, *, budget: str, runs, results, seeds=None, only=()
             rerun = repro.why_rerun(done.get(row, {}).get(seed))
             if seed in done.get(row, {}) and rerun is None:
                 continue
+            first = repro.after.get(row)
+            waits = first is not None and (seed not in done.get(first, {}) or repro.why_rerun(done[first][seed]))
             out.append({"row": row, "seed": seed, "records": len(spent), "rerun": rerun,
+                        "after": (first, seed) if waits else None,
                         "estimate_s": sum(spent) / len(spent) if spent else None,
-                        "command": f"python scripts/reproduce.py {repro.name} --budget {budget} "
-                                   f"--only {shlex.quote(row)} --seeds {seed}"})
+                        "command": shlex.join([*prefix, repro.name, "--budget", budget,
+                                               "--only", row, "--seeds", str(seed), *flags])})
     return out
 
 
@@ -289,6 +301,7 @@ def format_todo(items: list[dict]) -> str:
         return f"≈ {item['estimate_s'] / 60:.0f} CPU-min (mean of the row's {plural(item['records'], 'record')})"
 
     lines = [f"{item['command']}  # {basis(item)}" + (f"; a re-run: {item['rerun']}" if item.get("rerun") else "")
+             + (f"; after {item['after'][0]} seed {item['after'][1]}, whose run it scores" if item.get("after") else "")
              for item in items]
     known = [i["estimate_s"] for i in items if i["estimate_s"] is not None]
     total = f"≈ {sum(known) / 3600:.1f} CPU-hours" if known else "no estimate yet"

@@ -310,7 +310,7 @@ def _msvae_page(results, budget):
     current = _current_fid(results)
     fid_note = (f"{len(current)} of {len(records)} records score FID with the reference feature net "
                 f"{_reference_fid_net()} (calibrated below); the FID column and the FID claim use only those"
-                + ("; `python scripts/reproduce.py msvae` runs the others again (`--todo` lists them). "
+                + (f"; `python scripts/reproduce.py msvae --budget {budget}` runs the others again (`--todo` lists them). "
                    if len(current) < len(records) else ". ") if records else "")
     rows = []
     for m in MSVAE_MODELS:

@@ -240,6 +240,7 @@ def _factor_numbers(m: dict) -> dict:
             "dci_d": m["dci"]["disentanglement"], "dci_c": m["dci"]["completeness"],
             "dci_i": m["dci"]["informativeness_test"], "sap": m["sap"]["discrete"], "sap_continuous": m["sap"]["continuous"],
             "beta_vae": m["beta_vae"]["eval_accuracy"],
+            "factor_vae_active": m["factor_vae"]["num_active_dims"],  # the latents left after its pruning
             # the latent × factor MI matrix (nats) and the factors' entropies: the page's figure
             "mi": m["mutual_information"]["matrix"], "mi_factors": m["mutual_information"]["factors"],
             "factor_entropy": m["mutual_information"].get("factor_entropy"),
@@ -254,8 +255,8 @@ def initial_guide(run_dir: Path):
     from ..catalog import build
 
     config = json.loads((Path(run_dir) / RUN_CONFIG).read_text())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(config["seed"]))
+    with torch.random.fork_rng(devices=[]):  # the nets are built on the CPU: its generator is all they draw from
+        torch.default_generator.manual_seed(int(config["seed"]))
         _, guide, _ = build(config, config["data_shape"], config["dataset_size"])
     return guide.eval()
 
@@ -268,7 +269,7 @@ def factor_metrics_of(run_dir: Path, budget: str, seed: int, guide=None) -> dict
 
     ev = Evaluation(Path(run_dir), full=budget == "gpu", device="cpu", seed=seed, sizes=SIZES[budget],
                     dci_importance=DCI_IMPORTANCE, beta_vae_classifier="logistic")
-    ev.progress = False
+    ev.progress, ev.write_pictures = False, False  # the run's own report and pictures stay its own
     if guide is not None:
         ev.guide = guide.to(ev.device).eval()
     with torch.no_grad():  # as evaluate_run scores every section
@@ -280,8 +281,14 @@ def untrained_floor(run_dir: Path, budget: str, seed: int) -> dict:
     """Every metric of the floor: ``run_dir``'s encoder at its initialisation (:func:`initial_guide`, the
     weights the run started from), scored on the trained run's codes (:func:`factor_metrics_of`).
     Kept in the run folder as ``eval_floor.json``."""
-    return cached(Path(run_dir), "floor", lambda: {**factor_metrics_of(run_dir, budget, seed, initial_guide(run_dir)),
-                                                   "untrained": True})
+    return cached(Path(run_dir), "floor_v2", lambda: {**factor_metrics_of(run_dir, budget, seed, initial_guide(run_dir)),
+                                                      "untrained": True})
+
+
+def _floor_outdated(numbers: dict) -> str | None:
+    """A floor record made before the floor kept the FactorVAE metric's active latents is run again."""
+    return ("it predates the FactorVAE metric's count of active latents"
+            if numbers.get("untrained") and "factor_vae_active" not in numbers else None)
 
 
 def code_variance(run_dir: Path, budget: str, seed: int, mig: float | None = None) -> dict:
@@ -347,6 +354,7 @@ FLOOR_ROW = {"model": "vae", "untrained": True}
 
 def _run_baseline(row, settings, seed, folder, budget):
     if settings.get("untrained"):  # the VAE's run of this seed, scored with the encoder it started from
+        # (trained here first if this machine lacks it: the row's wall time then counts that training)
         run = trained(runs_root(folder), budget, {k: v for k, v in settings.items() if k != "untrained"}, seed)
         return untrained_floor(run, budget, seed)
     return disentanglement(trained(runs_root(folder), budget, settings, seed), budget, seed)
@@ -410,14 +418,14 @@ def _baselines_page(results, budget):
     if FLOOR in results:
         from ..metrics.factor_vae import PRUNE_STD
 
-        # seeds where no latent's code varies by PRUNE_STD: the FactorVAE metric has no latent left to vote
-        zero = sum("code_var" in n and max(n["code_var"]) ** 0.5 < PRUNE_STD for n in results[FLOOR].values())
+        # seeds where the FactorVAE metric pruned every latent (its own count): none was left to vote
+        zero = sum(n.get("factor_vae_active") == 0 for n in results[FLOOR].values())
         floor = (f"\n*{FLOOR}*: the plain VAE's encoder as initialised, the very weights its run of the same seed "
                  "started from, scored on the same codes with the same metrics; what an objective that learned nothing "
                  "scores. Its reconstruction and training columns do not apply ('–')."
-                 + (f" In {zero} of its {len(results[FLOOR])} seeds no latent's code varies by std {PRUNE_STD:g} or more: "
-                    "the FactorVAE metric drops such latents (disentanglement_lib's `prune_dims`) and, with none left to "
-                    "vote, scores 0, as theirs does." if zero else "") + "\n")
+                 + (f" In {zero} of its {len(results[FLOOR])} seeds the FactorVAE metric found no latent whose code "
+                    f"varies by std {PRUNE_STD:g} or more: it drops such latents (disentanglement_lib's `prune_dims`) "
+                    "and, with none left to vote, scores 0, as theirs does." if zero else "") + "\n")
     return table(header, rows + [ref]) + floor + ("\n" + mi if mi else "")
 
 
@@ -821,6 +829,7 @@ BASELINES_REPRO = Reproduction(
     "baselines", "Claim 1: the baselines on 64×64 procedural dSprites (VAE, β-VAE, β-TCVAE, FactorVAE, DIP-VAE-I/II)",
     rows=lambda budget: {**BASELINES, FLOOR: FLOOR_ROW}, run=_run_baseline, page=_baselines_page,
     claims=functools.partial(_baselines_claims, floor=True), protocol=protocol, seeds=(0, 1, 2, 3, 4),
+    outdated=_floor_outdated, after={FLOOR: "VAE"},
     budgets=("tiny", "cpu64", "gpu"),
     figures=_baselines_figures, amend=_amend_baseline,
     notes={**SHAPES_NOTE, "cpu64": CPU64_NOTE, "gpu": SHAPES_NOTE["gpu"] + " Nets: " + NETS_DL + "."})
@@ -952,7 +961,7 @@ def _dip_protocol_note(results, budget) -> str:
     return (f"\n{len(records) - len(balanced)} of the {len(records)} records (row, seed) predate the balanced "
             "protocol: their fixed factor was drawn uniformly, not equally often, and no untrained encoder was "
             "scored beside them (floor and training accuracy '–'). A re-run scores every row the same way: "
-            "`python scripts/reproduce.py dip` runs these again (`--todo` lists them)"
+            f"`python scripts/reproduce.py dip --budget {budget}` runs these again (`--todo` lists them)"
             + (f"; {unconverged} balanced records' classifier did not converge" if unconverged else "") + ".\n")
 
 
