@@ -248,10 +248,16 @@ def test_the_stability_verdict_is_a_sign_test_of_the_largest_learning_rate_over_
                                        "affine_diffeo": [1e-1] * 5})
     tied = _vitae_claims(results, "cpu")[1]
     assert tied.verdict == "inconclusive" and "1 tied pair left out" in tied.ours and "p = 0.062" in tied.ours
-    # eq. 3 below both in every seed: does not hold
+    # eq. 3 below both in every seed of 5: each sign test fails at α (2^-5 = 0.031) but not at α/2 = 0.025,
+    # the level at which one of the claim's two parts may call it false (stats.conjunction, Bonferroni)
     results[row] = _stability_records({"affine_literal": [1e-1, 1e-1, 1e-1, 1e-1, 1e-1],
                                        "affine_decomp_literal": [1e-1, 1e-1, 1e-2, 1e-1, 1e-1],
                                        "affine_diffeo": [1e-3, 1e-4, 1e-3, 1e-2, 1e-3]})
+    five = _vitae_claims(results, "cpu")[1]
+    assert five.verdict == "inconclusive" and "fail at α but not at α/2" in five.why
+    # and in every seed of 6 (2^-6 = 0.016 ≤ 0.025): does not hold
+    results[row] = _stability_records({"affine_literal": [1e-1] * 6, "affine_decomp_literal": [1e-1] * 6,
+                                       "affine_diffeo": [1e-3, 1e-4, 1e-3, 1e-2, 1e-3, 1e-3]})
     assert _vitae_claims(results, "cpu")[1].verdict == "does not hold"
 
 

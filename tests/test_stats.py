@@ -108,6 +108,49 @@ def test_order_holds_only_if_every_adjacent_pair_holds():
     assert stats.order(noisy).verdict == "inconclusive"
 
 
+def _family(parts_a, parts_b):
+    """Claims of k parts "A_j > B_j" (axis 1 the parts) decided by stats.conjunction, the rule all_of uses."""
+    diff, se, df = stats.welch(parts_a, parts_b)
+    codes, p = stats.rule(diff, se, df)[:2]
+    return stats.conjunction(np.moveaxis(codes, 1, -1), np.moveaxis(1.0 - p, 1, -1)), codes
+
+
+def test_a_conjunction_is_false_at_most_5_percent_when_every_part_is_at_its_boundary():
+    # "every regularised baseline above the VAE" with five baselines exactly at the VAE's level: the claim
+    # is not shown false by the data, so "does not hold" must stay ≤ α; reading each part at α calls it
+    # false 1 − 0.95^5 ≈ 23% of the time (stats module docstring), and Bonferroni's α/k keeps it at ≤ α
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(0, 1, (NULL_SIMS // 10, 5, 5)), rng.normal(0, 1, (NULL_SIMS // 10, 5, 5))
+    family, codes = _family(a, b)
+    assert (family == -1).mean() <= 0.05
+    assert 0.15 < (codes == -1).any(axis=1).mean()  # the uncorrected reading this replaces
+    # intersection-union: four parts far true and one at its boundary, "holds" stays ≤ α with no correction
+    a[:, :4] += 10.0
+    family, _ = _family(a, b)
+    assert (family == 1).mean() <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / (NULL_SIMS // 10))
+    # and a part that truly fails by 3 sd at n = 5 is still found most of the time through α/5
+    a[:, 4] -= 3.0
+    family, _ = _family(a, b)
+    assert (family == -1).mean() >= 0.70
+
+
+def test_all_of_reads_a_failing_part_at_alpha_over_k_and_says_so():
+    good = stats.two_arm([0.30, 0.32, 0.31, 0.33, 0.29], [0.10, 0.12, 0.11, 0.09, 0.10])
+    # p against = 0.028 (hand-checked with scipy.stats.ttest_ind, alternative="less"): fails at α, not at α/2
+    weak = stats.two_arm([0.10, 0.12, 0.08, 0.11, 0.09], [0.12, 0.13, 0.11, 0.14, 0.10])
+    assert weak.verdict == "does not hold" and 0.025 < weak.p_against <= 0.05
+    assert math.isclose(weak.p_against, st.ttest_ind([0.10, 0.12, 0.08, 0.11, 0.09], [0.12, 0.13, 0.11, 0.14, 0.10],
+                                                     equal_var=False, alternative="less").pvalue, rel_tol=1e-9)
+    assert stats.all_of([weak]) == "does not hold"  # alone (k = 1) it decides at α
+    assert stats.all_of([good, weak]) == "inconclusive"
+    note = stats.family_note([good, weak], ["β-VAE", "DIP-VAE-I"])
+    assert "DIP-VAE-I fails at α but not at α/2" in note and "α/2 = 0.025 (Bonferroni)" in note
+    strong = stats.two_arm([0.05, 0.06, 0.04, 0.05, 0.06], [0.12, 0.13, 0.11, 0.14, 0.10])
+    assert strong.p_against <= 0.025 and stats.all_of([good, strong]) == "does not hold"
+    assert stats.all_of([good, good]) == "holds"
+    assert stats.all_of([good, stats.two_arm([0.5], [0.4, 0.3])]) == "inconclusive"  # NaN p never decides
+
+
 def test_nan_too_few_and_no_spread_are_said_not_divided_by():
     v = stats.two_arm([0.5, float("nan"), 0.6, 0.55], [0.4, 0.45, None, 0.42])
     assert v.n == (3, 3) and "1 NaN left out of A" in v.note and "1 NaN left out of B" in v.note

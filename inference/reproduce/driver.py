@@ -34,7 +34,7 @@ import numpy as np
 
 from ..checkpoint import atomic_write_text
 from ..errors import ConfigError
-from .stats import Verdict
+from .stats import Verdict, all_of, family_note
 
 ROW_FILE = "row.json"
 #: tiny: the tests' smoke budget; cpu: this laptop's; cpu64: this laptop's at the field's 64×64 (the
@@ -59,17 +59,24 @@ class Claim:
 
     @classmethod
     def tested(cls, claim: str, paper: str, ours: str, *tests: tuple[str, Verdict], verdict: str | None = None,
-               digits: int = 3) -> "Claim":
+               digits: int = 3, family: bool = False) -> "Claim":
         """A claim decided by :mod:`.stats`: ``ours`` gets each test's n per arm, difference with its 90%
         interval and p (``(label, Verdict)`` pairs), ``why`` each test's "what it would take" sentence.
-        ``verdict``: the claim's, when it is not the single test's (e.g. :func:`.stats.all_of`)."""
+        ``family``: the claim is the conjunction of the tests (:func:`.stats.all_of`: each holds at α,
+        one fails at α/k), and ``why`` says so. ``verdict``: the claim's, when it is not the single
+        test's or the family's (e.g. a row not yet run)."""
         if verdict is None:
-            if len(tests) != 1:
-                raise ValueError("a claim of several tests needs its verdict")
-            verdict = tests[0][1].verdict
+            if family:
+                verdict = all_of([v for _, v in tests])
+            elif len(tests) != 1:
+                raise ValueError("a claim of several tests needs its verdict, or family=True")
+            else:
+                verdict = tests[0][1].verdict
         label = lambda name: f"{name}: " if name else ""  # noqa: E731
         shown = "; ".join(f"{label(name)}{v.summary(digits)}" for name, v in tests)
         why = "; ".join(f"{label(name)}{v.decide}" for name, v in tests)
+        if family:
+            why += family_note([v for _, v in tests], [name for name, _ in tests])
         return cls(claim, paper, f"{ours} [{shown}]" if ours else shown, verdict, why + ".")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..checkpoint import atomic_save_figure, atomic_write_text
 from .driver import Claim, Reproduction, column, fmt, per_seed, row_dir, stats, table
-from .stats import all_of, order, paired, sign_test, threshold, two_arm
+from .stats import order, paired, sign_test, threshold, two_arm
 
 # -- claim 6: robust pose/appearance ------------------------------------------------------------------
 #: cpu: the quick settings (32×32 sprites, conv32 nets, l_γ = 0.1) for 12,000 steps (~13 min on one
@@ -131,7 +131,7 @@ def _robust_claims(results, budget):
             f"Variant (e) has a lower {what} than (a) and (c), the variants Table 1 finds under ε{reading}", paper,
             ", ".join(f"{n.split(')')[0]}) {fmt(column(results, n, key), 4)}" for n in [full] + others)
             + "; ≤ ε in " + ", ".join(f"{n.split(')')[0]}) {held_by[n]}/{len(results.get(n, {}))}" for n in others)
-            + " seeds", *tests, verdict=all_of([v for _, v in tests]), digits=4))
+            + " seeds", *tests, family=True, digits=4))
     return claims
 
 
@@ -547,7 +547,7 @@ def _stability_claim(results, arm, row, claim, paper):
     shown = (("eq. (1)", e1), ("eq. (2)", e2), ("eq. (3)", e3))
     ours = "largest λ trained, per seed: " + "; ".join(f"{k} {', '.join(f'{10 ** v:g}' for v in vals)}"
                                                        for k, vals in shown)
-    return Claim.tested(claim, paper, ours, *tests, verdict=all_of([v for _, v in tests]), digits=2)
+    return Claim.tested(claim, paper, ours, *tests, family=True, digits=2)
 
 
 def _arm_transformers(arm):
@@ -576,7 +576,7 @@ def _vitae_claims(results, budget):
             c.why = ("C-VITAE's reconstructions are not shown to carry shape (the reader on them is not above "
                      "chance), so a swap cannot show it kept: " + c.why)
         else:
-            c = Claim.tested(claim, paper, ours, *tests, verdict=all_of([v for _, v in tests]))
+            c = Claim.tested(claim, paper, ours, *tests, family=True)
         claims = [c]
     claims.append(_stability_claim(
         results, "literal", VITAE_ARM_ROWS["literal"],

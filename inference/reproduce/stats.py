@@ -11,11 +11,18 @@ lies wholly on the claimed side, so the verdict and the interval never disagree)
 - :func:`non_inferior` — "B keeps A's level within a margin m": the same Welch interval of
   (new − old) against −m. **holds**: its lower bound > −m; **does not hold**: its upper bound < −m.
 - :func:`threshold` — "the mean is ≤ (or ≥) a threshold": a one-sample one-sided t-test against it.
-- :func:`order` — "M2 > M1 > M3 > M4": a paired t-test over seeds for each adjacent pair. The claim
-  holds only if every pair holds, and does not hold if any pair does not. That is an intersection–union
-  test (Berger 1982): the claim is the conjunction, so each pair tested at α keeps the whole claim's
-  false-"holds" rate ≤ α, and no multiplicity correction is needed (a Bonferroni split would only
-  cost power).
+- :func:`order` — "M2 > M1 > M3 > M4": a paired t-test over seeds for each adjacent pair.
+
+A claim that is the conjunction of k tests (:func:`order`'s pairs, :func:`all_of`'s parts) is decided
+by :func:`conjunction`, whose two directions need different levels:
+
+- **holds** only if every part holds at α. That is an intersection–union test (Berger 1982): the claim
+  is the conjunction, so each part tested at α keeps the whole claim's false-"holds" rate ≤ α, and no
+  multiplicity correction is needed (a Bonferroni split would only cost power).
+- **does not hold** only if some part's opposite-direction p is ≤ α/k (Bonferroni). "Some part fails"
+  is a union: with every part true at its boundary, k parts each read at α would call the claim false
+  up to 1 − (1 − α)^k of the time (23% at k = 5), so the split is what keeps a true claim's
+  false-"does not hold" rate ≤ α.
 
 Every :class:`Verdict` carries n per arm, the estimate, its 90% interval, the one-sided p and
 ``decide``: what it would take to decide the claim — the smallest effect this n detects with 80%
@@ -57,6 +64,9 @@ class Verdict:
     note: str = ""
     parts: list = field(default_factory=list)  # an order claim's pairwise verdicts
     labels: tuple = ()  # an order claim's pair names, one per part
+    #: the one-sided p of the opposite direction (the claim's negation); NaN where no test was made.
+    #: :func:`conjunction` reads it at α/k.
+    p_against: float = math.nan
 
     def summary(self, digits: int = 3) -> str:
         """``n = 5 vs 5, Δ +0.012 (90% CI −0.003 to +0.027), p = 0.08``; the order claim's per pair."""
@@ -218,7 +228,7 @@ def two_arm(a, b, higher: bool = True, digits: int = 2) -> Verdict:
     code, p, lo, hi = (x.item() for x in rule(diff, se, df, sign=sign))
     need = n_needed(sign * diff, a.var(ddof=1), b.var(ddof=1)) if code == 0 else None
     return Verdict(VERDICT_OF[code], n, diff, (lo, hi), p,
-                   _decide(code, sign * diff, se, df, n, need, "a difference", digits), note)
+                   _decide(code, sign * diff, se, df, n, need, "a difference", digits), note, p_against=1.0 - p)
 
 
 def non_inferior(new, old, margin: float, digits: int = 2) -> Verdict:
@@ -234,7 +244,7 @@ def non_inferior(new, old, margin: float, digits: int = 2) -> Verdict:
     need = n_needed(diff + margin, a.var(ddof=1), b.var(ddof=1)) if code == 0 else None
     return Verdict(VERDICT_OF[code], n, diff, (lo, hi), p,
                    _decide(code, diff + margin, se, df, n, need, f"a change above −{margin:g} by a distance",
-                           digits), note)
+                           digits), note, p_against=1.0 - p)
 
 
 def threshold(x, bound: float, below: bool = True, digits: int = 2) -> Verdict:
@@ -252,7 +262,7 @@ def threshold(x, bound: float, below: bool = True, digits: int = 2) -> Verdict:
     code, p, lo, hi = (v.item() for v in rule(diff, se, df, sign=sign))
     need = n_needed(sign * diff, x.var(ddof=1)) if code == 0 else None
     return Verdict(VERDICT_OF[code], n, diff, (lo, hi), p,
-                   _decide(code, sign * diff, se, df, n, need, "a distance from the threshold", digits), note)
+                   _decide(code, sign * diff, se, df, n, need, "a distance from the threshold", digits), note, p_against=1.0 - p)
 
 
 def paired(a, b, higher: bool = True, digits: int = 2) -> Verdict:
@@ -272,7 +282,7 @@ def paired(a, b, higher: bool = True, digits: int = 2) -> Verdict:
     code, p, lo, hi = (v.item() for v in rule(diff, se, df, sign=sign))
     need = n_needed(sign * diff, d.var(ddof=1)) if code == 0 else None
     return Verdict(VERDICT_OF[code], n, diff, (lo, hi), p,
-                   _decide(code, sign * diff, se, df, n, need, "a paired difference", digits), note)
+                   _decide(code, sign * diff, se, df, n, need, "a paired difference", digits), note, p_against=1.0 - p)
 
 
 def sign_test(a, b, higher: bool = True, digits: int = 2) -> Verdict:
@@ -309,38 +319,69 @@ def sign_test(a, b, higher: bool = True, digits: int = 2) -> Verdict:
         need = int(js[hits[0]]) if len(hits) else None
         decide += (f"; at the observed share {k}/{m} about {need} untied seeds would decide it" if need
                    else f"; the observed share {k}/{m} would need more than {MAX_N} seeds")
-    return Verdict(VERDICT_OF[code], (d.size,), estimate, ci, p, decide, note)
+    return Verdict(VERDICT_OF[code], (d.size,), estimate, ci, p, decide, note, p_against=p_other)
+
+
+def conjunction(codes, p_against, alpha: float = ALPHA):
+    """The verdict codes of claims that are each the conjunction of k parts (the last axis): 1 holds
+    when every part's code is 1 (each at α: intersection–union, Berger 1982); −1 does not hold when some
+    part's opposite-direction p is ≤ α/k (Bonferroni over the k ways the claim can fail); else 0. A NaN
+    p (a part that could not be tested) never decides "does not hold". Vectorised, so a test simulates
+    many claims at once through this very rule."""
+    codes, p_against = np.asarray(codes), np.asarray(p_against, dtype=float)
+    k = codes.shape[-1]
+    with np.errstate(invalid="ignore"):
+        fails = (p_against <= alpha / k).any(axis=-1)
+    return np.where((codes == 1).all(axis=-1), 1, np.where(fails, -1, 0))
+
+
+def family_rule(k: int, alpha: float = ALPHA) -> str:
+    """The sentence a page prints under a claim of ``k`` parts: how :func:`conjunction` decided it."""
+    return (f"the claim is the conjunction of {k} tests: it holds only if each holds at α = {alpha:g}, and "
+            f"does not hold only if one fails at α/{k} = {alpha / k:.2g} (Bonferroni)")
+
+
+def family_note(parts: list, labels) -> str:
+    """What a page prints after a conjunction's per-part sentences: which parts fail at α but not at
+    α/k (too weak alone to decide the claim), then :func:`family_rule`."""
+    k = len(parts)
+    mild = [lab for lab, p in zip(labels, parts) if p.verdict == DOES_NOT_HOLD and not p.p_against <= ALPHA / k]
+    decided = int(conjunction([CODE_OF[p.verdict] for p in parts], [p.p_against for p in parts]))
+    note = (f"; {', '.join(mild)} fail{'s' * (len(mild) == 1)} at α but not at α/{k}, too weak alone to "
+            f"decide the claim" if mild and decided == 0 else "")
+    return note + "; " + family_rule(k) if k > 1 else note
 
 
 def order(columns: dict, digits: int = 2) -> Verdict:
     """"first > second > third …" over seeds: ``columns`` {name: per-seed values, seeds aligned}, in the
-    claimed order (highest first). A paired one-sided t-test for each adjacent pair at α = 0.05, with no
-    multiplicity correction: the claim is the conjunction (an intersection–union test, Berger 1982), so
-    it holds only if every pair holds, and its false-"holds" rate is at most α."""
+    claimed order (highest first). A paired one-sided t-test for each adjacent pair, decided together by
+    :func:`conjunction`: holds only if every pair holds at α = 0.05 (no correction needed: its false-
+    "holds" rate is at most α), does not hold only if a pair fails at α/(pairs) (Bonferroni)."""
     names = list(columns)
     parts = [paired(columns[x], columns[y], digits=digits) for x, y in zip(names, names[1:])]
-    codes = [CODE_OF[p.verdict] for p in parts]
-    code = 1 if all(c == 1 for c in codes) else -1 if any(c == -1 for c in codes) else 0
-    undecided = [f"{x} > {y}" for (x, y), p in zip(zip(names, names[1:]), parts) if p.verdict != HOLDS]
+    labels = tuple(f"{x} > {y}" for x, y in zip(names, names[1:]))
+    code = int(conjunction([CODE_OF[p.verdict] for p in parts], [p.p_against for p in parts]))
     decide = ("every adjacent pair holds" if code == 1 else
-              "pairs not shown: " + ", ".join(undecided) + " (each pair's sentence: "
-              + "; ".join(f"{x} > {y}: {p.decide}" for (x, y), p in zip(zip(names, names[1:]), parts)
-                          if p.verdict != HOLDS) + ")")
+              "pairs not shown: " + ", ".join(lab for lab, p in zip(labels, parts) if p.verdict != HOLDS)
+              + " (each pair's sentence: "
+              + "; ".join(f"{lab}: {p.decide}" for lab, p in zip(labels, parts) if p.verdict != HOLDS) + ")")
+    decide += family_note(parts, labels)
     worst = max(parts, key=lambda p: p.p if math.isfinite(p.p) else math.inf)
     return Verdict(VERDICT_OF[code], worst.n, worst.estimate, worst.ci, worst.p, decide,
-                   parts=parts, labels=tuple(f"{x} > {y}" for x, y in zip(names, names[1:])))
+                   parts=parts, labels=labels, p_against=worst.p_against)
 
 
 def all_of(verdicts: list[Verdict]) -> str:
-    """The verdict of a claim that is the conjunction of parts (e.g. "better metric *and* lower error"):
-    holds if every part holds, does not hold if any part does not, inconclusive otherwise (an
-    intersection–union test, as :func:`order`)."""
-    codes = [CODE_OF[v.verdict] for v in verdicts]
-    return HOLDS if all(c == 1 for c in codes) else DOES_NOT_HOLD if any(c == -1 for c in codes) else INCONCLUSIVE
+    """The verdict of a claim that is the conjunction of parts (e.g. "better metric *and* lower error";
+    "every regularised baseline above the VAE"), by :func:`conjunction`: holds if every part holds at α,
+    does not hold if a part fails at α/k, inconclusive otherwise. :class:`..driver.Claim` prints
+    :func:`family_rule` beside it."""
+    return VERDICT_OF[int(conjunction([CODE_OF[v.verdict] for v in verdicts], [v.p_against for v in verdicts]))]
 
 
 VERDICT_OF = {1: HOLDS, -1: DOES_NOT_HOLD, 0: INCONCLUSIVE}
 CODE_OF = {v: k for k, v in VERDICT_OF.items()}
 
-__all__ = ["Verdict", "two_arm", "non_inferior", "threshold", "paired", "sign_test", "order", "all_of", "welch", "one_sample",
+__all__ = ["Verdict", "two_arm", "non_inferior", "threshold", "paired", "sign_test", "order", "all_of", "conjunction",
+           "family_rule", "family_note", "welch", "one_sample",
            "rule", "power", "detectable", "n_needed", "ALPHA", "POWER"]
