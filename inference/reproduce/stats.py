@@ -69,7 +69,8 @@ class Verdict:
     p_against: float = math.nan
 
     def summary(self, digits: int = 3) -> str:
-        """``n = 5 vs 5, Δ +0.012 (90% CI −0.003 to +0.027), p = 0.08``; the order claim's per pair."""
+        """``n = 5 vs 5, Δ +0.012 (90% CI −0.003 to +0.027), p = 0.08``; the order claim's per pair. A
+        part that does not hold adds its opposite direction's p (``p against``)."""
         if self.parts:
             return "; ".join(f"{label}: {part.summary(digits)}" for label, part in zip(self.labels, self.parts))
         ns = " vs ".join(map(str, self.n))
@@ -78,6 +79,8 @@ class Verdict:
         else:
             core = (f"n = {ns}, Δ {self.estimate:+.{digits}f} (90% CI {self.ci[0]:+.{digits}f} to "
                     f"{self.ci[1]:+.{digits}f}), p {_p(self.p)}")
+            if self.verdict == DOES_NOT_HOLD and math.isfinite(self.p_against):
+                core += f", p against {_p(self.p_against)}"  # what a conjunction reads at α/k
         return core + (f" ({self.note})" if self.note else "")
 
 
