@@ -146,6 +146,10 @@ def test_all_of_reads_a_failing_part_at_alpha_over_k_and_says_so():
     assert stats.all_of([good, weak]) == "inconclusive"
     note = stats.family_note([good, weak], ["β-VAE", "DIP-VAE-I"])
     assert "DIP-VAE-I fails at α but not at α/2" in note and "α/2 = 0.025 (Bonferroni)" in note
+    # the n that decides it: the first n per arm at which the opposite test has 80% power at α/2
+    a, b = np.array([0.10, 0.12, 0.08, 0.11, 0.09]), np.array([0.12, 0.13, 0.11, 0.14, 0.10])
+    need = stats.n_needed(0.02, a.var(ddof=1), b.var(ddof=1), alpha=0.025)
+    assert need > 5 and f"DIP-VAE-I about {need} seeds per arm would decide it at α/2" in note
     strong = stats.two_arm([0.05, 0.06, 0.04, 0.05, 0.06], [0.12, 0.13, 0.11, 0.14, 0.10])
     assert strong.p_against <= 0.025 and stats.all_of([good, strong]) == "does not hold"
     assert stats.all_of([good, good]) == "holds"

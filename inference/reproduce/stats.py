@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from scipy import stats as st
@@ -67,6 +68,10 @@ class Verdict:
     #: the one-sided p of the opposite direction (the claim's negation); NaN where no test was made.
     #: :func:`conjunction` reads it at α/k.
     p_against: float = math.nan
+    #: level -> the n per arm at which the opposite direction's test detects the observed difference with
+    #: 80% power at that level (None: not in that direction, or beyond MAX_N); :func:`family_note` asks it
+    #: at α/k for a part that fails at α only
+    need_against: Callable[[float], int | None] | None = field(default=None, repr=False, compare=False)
 
     def summary(self, digits: int = 3) -> str:
         """``n = 5 vs 5, Δ +0.012 (90% CI −0.003 to +0.027), p = 0.08``; the order claim's per pair. A
@@ -231,7 +236,8 @@ def two_arm(a, b, higher: bool = True, digits: int = 2) -> Verdict:
     code, p, lo, hi = (x.item() for x in rule(diff, se, df, sign=sign))
     need = n_needed(sign * diff, a.var(ddof=1), b.var(ddof=1)) if code == 0 else None
     return Verdict(VERDICT_OF[code], n, diff, (lo, hi), p,
-                   _decide(code, sign * diff, se, df, n, need, "a difference", digits), note, p_against=1.0 - p)
+                   _decide(code, sign * diff, se, df, n, need, "a difference", digits), note, p_against=1.0 - p,
+                   need_against=lambda level: n_needed(-sign * diff, a.var(ddof=1), b.var(ddof=1), alpha=level))
 
 
 def non_inferior(new, old, margin: float, digits: int = 2) -> Verdict:
@@ -247,7 +253,8 @@ def non_inferior(new, old, margin: float, digits: int = 2) -> Verdict:
     need = n_needed(diff + margin, a.var(ddof=1), b.var(ddof=1)) if code == 0 else None
     return Verdict(VERDICT_OF[code], n, diff, (lo, hi), p,
                    _decide(code, diff + margin, se, df, n, need, f"a change above −{margin:g} by a distance",
-                           digits), note, p_against=1.0 - p)
+                           digits), note, p_against=1.0 - p,
+                   need_against=lambda level: n_needed(-(diff + margin), a.var(ddof=1), b.var(ddof=1), alpha=level))
 
 
 def threshold(x, bound: float, below: bool = True, digits: int = 2) -> Verdict:
@@ -265,7 +272,8 @@ def threshold(x, bound: float, below: bool = True, digits: int = 2) -> Verdict:
     code, p, lo, hi = (v.item() for v in rule(diff, se, df, sign=sign))
     need = n_needed(sign * diff, x.var(ddof=1)) if code == 0 else None
     return Verdict(VERDICT_OF[code], n, diff, (lo, hi), p,
-                   _decide(code, sign * diff, se, df, n, need, "a distance from the threshold", digits), note, p_against=1.0 - p)
+                   _decide(code, sign * diff, se, df, n, need, "a distance from the threshold", digits), note, p_against=1.0 - p,
+                   need_against=lambda level: n_needed(-sign * diff, x.var(ddof=1), alpha=level))
 
 
 def paired(a, b, higher: bool = True, digits: int = 2) -> Verdict:
@@ -285,7 +293,8 @@ def paired(a, b, higher: bool = True, digits: int = 2) -> Verdict:
     code, p, lo, hi = (v.item() for v in rule(diff, se, df, sign=sign))
     need = n_needed(sign * diff, d.var(ddof=1)) if code == 0 else None
     return Verdict(VERDICT_OF[code], n, diff, (lo, hi), p,
-                   _decide(code, sign * diff, se, df, n, need, "a paired difference", digits), note, p_against=1.0 - p)
+                   _decide(code, sign * diff, se, df, n, need, "a paired difference", digits), note, p_against=1.0 - p,
+                   need_against=lambda level: n_needed(-sign * diff, d.var(ddof=1), alpha=level))
 
 
 def sign_test(a, b, higher: bool = True, digits: int = 2) -> Verdict:
@@ -350,8 +359,14 @@ def family_note(parts: list, labels) -> str:
     k = len(parts)
     mild = [lab for lab, p in zip(labels, parts) if p.verdict == DOES_NOT_HOLD and not p.p_against <= ALPHA / k]
     decided = int(conjunction([CODE_OF[p.verdict] for p in parts], [p.p_against for p in parts]))
-    note = (f"; {', '.join(mild)} fail{'s' * (len(mild) == 1)} at α but not at α/{k}, too weak alone to "
-            f"decide the claim" if mild and decided == 0 else "")
+    note = ""
+    if mild and decided == 0:
+        needs = [(lab, p.need_against(ALPHA / k) if p.need_against else None)
+                 for lab, p in zip(labels, parts) if lab in mild]
+        known = [f"{lab} about {n}" for lab, n in needs if n]
+        note = (f"; {', '.join(mild)} fail{'s' * (len(mild) == 1)} at α but not at α/{k}, too weak alone to "
+                f"decide the claim" + (f" (at the observed difference{'s' * (len(known) > 1)}, "
+                                       f"{', '.join(known)} seeds per arm would decide it at α/{k})" if known else ""))
     return note + "; " + family_rule(k) if k > 1 else note
 
 
