@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -355,6 +356,20 @@ def test_pages_print_paths_relative_to_the_repository():
     cmd = "python scripts/reproduce.py dip --budget cpu --runs /somewhere/runs/reproduce --results=/somewhere/main/results"
     assert relative_command(cmd, root) == ("python scripts/reproduce.py dip --budget cpu --runs ../runs/reproduce "
                                            "--results=results")
+
+
+#: An absolute path of the machine a page ran on: POSIX roots and Windows drives.
+_MACHINE_PATH = re.compile(r"(?<![\w.~/])(/(?:work|root|home|tmp|Users|mnt|scratch|data|opt|var)/|[A-Za-z]:\\)")
+
+
+def test_no_committed_page_or_record_names_a_path_of_the_machine_it_ran_on():
+    """Issue 24 (7): pages and records name run folders relative to the repository (`../runs/...`)."""
+    texts = sorted((ROOT / "results").rglob("*.md")) + sorted((ROOT / "results").rglob("*.json"))
+    offenders = [f"{path.relative_to(ROOT)}: {m.group(0)}" for path in texts + [ROOT / "RESULTS.md"]
+                 for m in [_MACHINE_PATH.search(path.read_text())] if m]
+    assert not offenders, offenders
+    assert _MACHINE_PATH.search("run directories under `/work/runs/reproduce/x`")  # the pattern bites
+    assert not _MACHINE_PATH.search("run directories under `../runs/reproduce/x`, `runs/demo`")
 
 
 def test_results_index_is_generated_from_the_pages_records(tmp_path):
